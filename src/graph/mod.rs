@@ -1,0 +1,1 @@
+//! Pure dependency graph engine.

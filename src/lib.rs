@@ -1,0 +1,11 @@
+//! platform-operator: runs interdependent long-running services ("platforms") on Kubernetes in
+//! dependency order.
+//!
+//! The layout follows the architecture:
+//! - [`crd`]: the custom resource types (no logic beyond defaults and validation rules);
+//! - [`graph`]: pure dependency logic (validation, waves, closures, critical path);
+//! - [`sim`]: the simulated Kubernetes API server used by tests and `sandbox`.
+
+pub mod crd;
+pub mod graph;
+pub mod sim;
