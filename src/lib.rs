@@ -8,4 +8,5 @@
 
 pub mod crd;
 pub mod graph;
+pub mod schema;
 pub mod sim;
