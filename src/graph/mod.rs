@@ -15,6 +15,8 @@ mod critical;
 mod cycles;
 mod errors;
 mod order;
+#[cfg(test)]
+mod proptests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
