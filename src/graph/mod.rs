@@ -10,6 +10,7 @@
 //! error (the API server already guarantees unique names, so a duplicate is a caller bug that
 //! must not take the graph down).
 
+pub mod bench;
 mod closure;
 mod critical;
 mod cycles;
