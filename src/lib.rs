@@ -7,6 +7,8 @@
 //! - [`sim`]: the simulated Kubernetes API server used by tests and `sandbox`.
 
 pub mod crd;
+pub mod fixtures;
 pub mod graph;
 pub mod schema;
 pub mod sim;
+pub mod stack;
