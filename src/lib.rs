@@ -9,6 +9,8 @@
 pub mod crd;
 pub mod fixtures;
 pub mod graph;
+pub mod manifest;
+pub mod plan;
 pub mod schema;
 pub mod sim;
 pub mod stack;
