@@ -21,7 +21,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Print the Platform and PlatformGroup CustomResourceDefinitions as YAML.
-    Crds,
+    Crds {
+        /// Write one file per CRD into this directory instead of printing.
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+    },
     /// Check manifests offline and print startup waves, shutdown order and the critical chain.
     Plan {
         /// Manifest files or directories (multi-document YAML).
@@ -69,13 +73,7 @@ enum Output {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Crds => match crd::crds_yaml() {
-            Ok(yaml) => {
-                print!("{yaml}");
-                ExitCode::SUCCESS
-            }
-            Err(error) => fail(&format!("failed to render the CRDs: {error}")),
-        },
+        Command::Crds { out_dir } => write_crds(out_dir),
         Command::Plan {
             files,
             output,
@@ -132,6 +130,24 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
     }
+}
+
+fn write_crds(out_dir: Option<PathBuf>) -> ExitCode {
+    let files = match crd::crd_files() {
+        Ok(files) => files,
+        Err(error) => return fail(&format!("failed to render the CRDs: {error}")),
+    };
+    let Some(dir) = out_dir else {
+        files.iter().for_each(|(_, yaml)| print!("{yaml}"));
+        return ExitCode::SUCCESS;
+    };
+    for (name, yaml) in files {
+        let path = dir.join(name);
+        if let Err(error) = std::fs::write(&path, yaml) {
+            return fail(&format!("failed to write {}: {error}", path.display()));
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn fail(message: &str) -> ExitCode {

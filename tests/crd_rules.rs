@@ -7,7 +7,12 @@ use platform_operator::manifest::{check_documents, split_documents};
 fn problems(yaml: &str) -> Vec<String> {
     let mut documents = Vec::new();
     let mut errors = Vec::new();
-    split_documents(std::path::Path::new("case.yaml"), yaml, &mut documents, &mut errors);
+    split_documents(
+        std::path::Path::new("case.yaml"),
+        yaml,
+        &mut documents,
+        &mut errors,
+    );
     let stack = check_documents(documents, "default");
     errors
         .into_iter()
@@ -23,11 +28,15 @@ fn problems(yaml: &str) -> Vec<String> {
 }
 
 fn platform(spec: &str) -> String {
-    format!("apiVersion: pmp.dev/v1alpha1\nkind: Platform\nmetadata:\n  name: web\nspec:\n  image: nginx\n{spec}")
+    format!(
+        "apiVersion: pmp.dev/v1alpha1\nkind: Platform\nmetadata:\n  name: web\nspec:\n  image: nginx\n{spec}"
+    )
 }
 
 fn group(spec: &str) -> String {
-    format!("apiVersion: pmp.dev/v1alpha1\nkind: PlatformGroup\nmetadata:\n  name: stack\nspec:\n  selector:\n    matchLabels:\n      s: t\n{spec}")
+    format!(
+        "apiVersion: pmp.dev/v1alpha1\nkind: PlatformGroup\nmetadata:\n  name: stack\nspec:\n  selector:\n    matchLabels:\n      s: t\n{spec}"
+    )
 }
 
 /// `bad` must be rejected with a message containing `expected`; `good` must pass.
@@ -38,7 +47,10 @@ fn rule(bad: &str, good: &str, expected: &str) {
         "expected a problem containing {expected:?} for:\n{bad}\ngot {found:?}"
     );
     let accepted = problems(good);
-    assert!(accepted.is_empty(), "expected acceptance of:\n{good}\ngot {accepted:?}");
+    assert!(
+        accepted.is_empty(),
+        "expected acceptance of:\n{good}\ngot {accepted:?}"
+    );
 }
 
 #[test]
@@ -81,8 +93,16 @@ fn dependency_names_are_dns_labels() {
 
 #[test]
 fn replicas_range() {
-    rule(&platform("  replicas: 1001\n"), &platform("  replicas: 1000\n"), "spec.replicas");
-    rule(&platform("  replicas: -1\n"), &platform("  replicas: 0\n"), "spec.replicas");
+    rule(
+        &platform("  replicas: 1001\n"),
+        &platform("  replicas: 1000\n"),
+        "spec.replicas",
+    );
+    rule(
+        &platform("  replicas: -1\n"),
+        &platform("  replicas: 0\n"),
+        "spec.replicas",
+    );
 }
 
 #[test]
@@ -96,16 +116,26 @@ fn desired_state_values() {
 
 #[test]
 fn platform_id_pattern_and_length() {
-    rule(&platform("  platformId: 'has space'\n"), &platform("  platformId: market_data_service\n"), "spec.platformId");
+    rule(
+        &platform("  platformId: 'has space'\n"),
+        &platform("  platformId: market_data_service\n"),
+        "spec.platformId",
+    );
     let long = "x".repeat(129);
-    rule(&platform(&format!("  platformId: {long}\n")), &platform("  platformId: x\n"), "spec.platformId: Too long");
+    rule(
+        &platform(&format!("  platformId: {long}\n")),
+        &platform("  platformId: x\n"),
+        "spec.platformId: Too long",
+    );
 }
 
 #[test]
 fn image_length() {
     let long = "i".repeat(1025);
     rule(
-        &format!("apiVersion: pmp.dev/v1alpha1\nkind: Platform\nmetadata:\n  name: web\nspec:\n  image: {long}\n"),
+        &format!(
+            "apiVersion: pmp.dev/v1alpha1\nkind: Platform\nmetadata:\n  name: web\nspec:\n  image: {long}\n"
+        ),
         &platform(""),
         "spec.image: Too long",
     );
@@ -147,7 +177,9 @@ fn health_check_timeout_within_interval() {
 #[test]
 fn probe_has_exactly_one_kind() {
     rule(
-        &platform("  healthCheck:\n    probe:\n      tcp: {port: 80}\n      exec: {command: [/bin/true]}\n"),
+        &platform(
+            "  healthCheck:\n    probe:\n      tcp: {port: 80}\n      exec: {command: [/bin/true]}\n",
+        ),
         &platform("  healthCheck:\n    probe:\n      tcp: {port: 80}\n"),
         "exactly one of http, tcp or exec must be set",
     );
@@ -241,34 +273,62 @@ fn ports_are_bounded() {
 #[test]
 fn config_is_bounded() {
     let many: String = (0..257).map(|i| format!("    k{i}: v\n")).collect();
-    rule(&platform(&format!("  config:\n{many}")), &platform("  config:\n    k: v\n"), "spec.config: Too many");
+    rule(
+        &platform(&format!("  config:\n{many}")),
+        &platform("  config:\n    k: v\n"),
+        "spec.config: Too many",
+    );
 }
 
 #[test]
 fn alert_channels_unique_and_typed() {
-    let channel = |name: &str, kind: &str| format!("      - name: {name}\n        type: {kind}\n        secretRef: {{name: alerts, key: url}}\n");
+    let channel = |name: &str, kind: &str| {
+        format!(
+            "      - name: {name}\n        type: {kind}\n        secretRef: {{name: alerts, key: url}}\n"
+        )
+    };
     rule(
-        &platform(&format!("  alerts:\n    channels:\n{}{}", channel("ops", "Slack"), channel("ops", "Email"))),
-        &platform(&format!("  alerts:\n    channels:\n{}{}    events: [CircuitOpen]\n", channel("ops", "Slack"), channel("oncall", "Email"))),
+        &platform(&format!(
+            "  alerts:\n    channels:\n{}{}",
+            channel("ops", "Slack"),
+            channel("ops", "Email")
+        )),
+        &platform(&format!(
+            "  alerts:\n    channels:\n{}{}    events: [CircuitOpen]\n",
+            channel("ops", "Slack"),
+            channel("oncall", "Email")
+        )),
         "channel names must be unique",
     );
     rule(
-        &platform(&format!("  alerts:\n    channels:\n{}", channel("ops", "Pager"))),
-        &platform(&format!("  alerts:\n    channels:\n{}", channel("ops", "Webhook"))),
+        &platform(&format!(
+            "  alerts:\n    channels:\n{}",
+            channel("ops", "Pager")
+        )),
+        &platform(&format!(
+            "  alerts:\n    channels:\n{}",
+            channel("ops", "Webhook")
+        )),
         "spec.alerts.channels[0].type",
     );
 }
 
 #[test]
 fn unknown_fields_are_rejected() {
-    rule(&platform("  replica: 3\n"), &platform("  replicas: 3\n"), "unknown field \"spec.replica\"");
+    rule(
+        &platform("  replica: 3\n"),
+        &platform("  replicas: 3\n"),
+        "unknown field \"spec.replica\"",
+    );
 }
 
 #[test]
 fn template_is_an_open_object() {
     rule(
         &platform("  template: []\n"),
-        &platform("  template:\n    spec:\n      containers:\n        - name: main\n          image: nginx\n"),
+        &platform(
+            "  template:\n    spec:\n      containers:\n        - name: main\n          image: nginx\n",
+        ),
         "spec.template",
     );
 }
@@ -294,7 +354,11 @@ fn group_requires_a_selector_and_known_state() {
         &group(""),
         "spec.selector: Required value",
     );
-    rule(&group("  desiredState: Off\n"), &group("  desiredState: Stopped\n"), "spec.desiredState");
+    rule(
+        &group("  desiredState: Off\n"),
+        &group("  desiredState: Stopped\n"),
+        "spec.desiredState",
+    );
 }
 
 #[test]

@@ -21,6 +21,8 @@ pub mod group_condition {
 }
 
 /// A stack of platforms started in dependency order and stopped in reverse order.
+// The printer columns repeat `type_`/`json_path` keys, which clippy mistakes for duplicates.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
     group = "pmp.dev",

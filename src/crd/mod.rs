@@ -35,12 +35,19 @@ pub fn all_crds() -> Vec<CustomResourceDefinition> {
     vec![Platform::crd(), PlatformGroup::crd()]
 }
 
-/// The CRDs as one multi-document YAML stream, as committed under `crds/`.
+/// The CRDs as one multi-document YAML stream (what `platform-operator crds` prints).
 pub fn crds_yaml() -> Result<String, serde_saphyr::ser::Error> {
-    let mut out = String::new();
-    for crd in all_crds() {
-        out.push_str("---\n");
-        out.push_str(&serde_saphyr::to_string(&crd)?);
-    }
-    Ok(out)
+    Ok(crd_files()?.into_iter().map(|(_, yaml)| yaml).collect())
+}
+
+/// One YAML document per CRD with the file name it is committed under in `crds/`
+/// (`<plural>.<group>.yaml`).
+pub fn crd_files() -> Result<Vec<(String, String)>, serde_saphyr::ser::Error> {
+    all_crds()
+        .into_iter()
+        .map(|crd| {
+            let name = format!("{}.yaml", crd.metadata.name.as_deref().unwrap_or("unnamed"));
+            Ok((name, format!("---\n{}", serde_saphyr::to_string(&crd)?)))
+        })
+        .collect()
 }

@@ -18,6 +18,8 @@ pub const MAX_DEPENDENCIES: usize = 64;
 
 /// A long-running service that starts only after everything it depends on is ready and stops
 /// only after everything that depends on it has stopped.
+// The printer columns repeat `type_`/`json_path` keys, which clippy mistakes for duplicates.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[kube(
     group = "pmp.dev",

@@ -47,11 +47,7 @@ pub(super) fn check(schema: &Value, value: &Value, path: &str, errors: &mut Vec<
         Some("string") => check_string(schema, value, path, errors),
         Some("integer") => check_number(schema, value, path, errors, true),
         Some("number") => check_number(schema, value, path, errors, false),
-        Some("boolean") => {
-            if !value.is_boolean() {
-                type_error(errors, path, value, "boolean");
-            }
-        }
+        Some("boolean") if !value.is_boolean() => type_error(errors, path, value, "boolean"),
         _ => {}
     }
     check_enum(schema, value, path, errors);

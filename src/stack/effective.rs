@@ -45,11 +45,11 @@ pub fn effective_settings(
     let reactions = layer(&spec.reactions, &group.reactions);
 
     let health_field =
-        |field: fn(&HealthCheckSettings) -> Option<u32>| pick(health.iter().map(|h| field(h)));
+        |field: fn(&HealthCheckSettings) -> Option<u32>| pick(health.iter().map(field));
     let restart_field =
-        |field: fn(&RestartPolicySettings) -> Option<u32>| pick(restart.iter().map(|r| field(r)));
+        |field: fn(&RestartPolicySettings) -> Option<u32>| pick(restart.iter().map(field));
     let shutdown_field =
-        |field: fn(&ShutdownSettings) -> Option<u32>| pick(shutdown.iter().map(|s| field(s)));
+        |field: fn(&ShutdownSettings) -> Option<u32>| pick(shutdown.iter().map(field));
 
     EffectiveSettings {
         probe: health.iter().find_map(|h| h.probe.clone()),
