@@ -64,6 +64,9 @@ pub struct PlatformStatus {
     /// dependency being stopped, or its group), in the form `Kind/name: reason`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped_by: Option<String>,
+    /// When the current ordered stop began (for `shutdown.timeoutSeconds`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopping_since: Option<Time>,
     /// Startup wave: 0 for platforms without dependencies, else one more than the latest wave of
     /// its dependencies.
     #[serde(default, skip_serializing_if = "Option::is_none")]

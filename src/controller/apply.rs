@@ -1,0 +1,191 @@
+//! Apply: the only place the Platform controller writes. Every object write is a server-side
+//! apply under the operator's field manager; the finalizer is changed with a JSON patch guarded
+//! by a `test` of the current list, so a concurrent change fails instead of being overwritten.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use crate::crd::{Platform, PlatformStatus};
+use crate::graph::NodeKey;
+
+use super::context::Context;
+use super::error::{Error, kube_error};
+use super::model::{
+    Action, FINALIZER, FinalizerChange, RESTART_ANNOTATION, RESTART_DEPENDENTS_ANNOTATION,
+};
+use super::status::OPERATOR_ACTOR;
+
+fn apply_params(ctx: &Context) -> PatchParams {
+    PatchParams::apply(&ctx.field_manager).force()
+}
+
+pub async fn apply_deployment(ctx: &Context, deployment: &Deployment) -> Result<(), Error> {
+    let namespace = deployment
+        .metadata
+        .namespace
+        .as_deref()
+        .ok_or(Error::MissingMetadata("metadata.namespace"))?;
+    let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), namespace);
+    api.patch(
+        &deployment.name_any(),
+        &apply_params(ctx),
+        &Patch::Apply(deployment),
+    )
+    .await
+    .map_err(kube_error("apply the Deployment"))?;
+    Ok(())
+}
+
+pub async fn apply_config_map(ctx: &Context, config_map: &ConfigMap) -> Result<(), Error> {
+    let namespace = config_map
+        .metadata
+        .namespace
+        .as_deref()
+        .ok_or(Error::MissingMetadata("metadata.namespace"))?;
+    let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
+    api.patch(
+        &config_map.name_any(),
+        &apply_params(ctx),
+        &Patch::Apply(config_map),
+    )
+    .await
+    .map_err(kube_error("apply the ConfigMap"))?;
+    Ok(())
+}
+
+pub async fn write_status(
+    ctx: &Context,
+    platform: &Platform,
+    status: &PlatformStatus,
+) -> Result<(), Error> {
+    let api = platform_api(ctx, platform)?;
+    let body = json!({
+        "apiVersion": Platform::api_version(&()),
+        "kind": Platform::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &platform.name_any(),
+        &apply_params(ctx),
+        &Patch::Apply(body),
+    )
+    .await
+    .map_err(kube_error("write the Platform status"))?;
+    Ok(())
+}
+
+pub async fn change_finalizer(
+    ctx: &Context,
+    platform: &Platform,
+    change: FinalizerChange,
+) -> Result<(), Error> {
+    let api = platform_api(ctx, platform)?;
+    let current = platform.finalizers().to_vec();
+    let mut operations =
+        vec![json!({"op": "test", "path": "/metadata/finalizers", "value": current})];
+    match change {
+        FinalizerChange::Add if current.is_empty() => {
+            operations =
+                vec![json!({"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]})];
+        }
+        FinalizerChange::Add => operations
+            .push(json!({"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER})),
+        FinalizerChange::Remove => {
+            let Some(index) = current.iter().position(|f| f == FINALIZER) else {
+                return Ok(());
+            };
+            operations
+                .push(json!({"op": "remove", "path": format!("/metadata/finalizers/{index}")}));
+        }
+    }
+    let patch: json_patch::Patch =
+        serde_json::from_value(json!(operations)).map_err(|source| Error::Serialize {
+            what: "finalizer patch",
+            source,
+        })?;
+    let params = PatchParams {
+        field_manager: Some(ctx.field_manager.clone()),
+        ..Default::default()
+    };
+    match api
+        .patch(&platform.name_any(), &params, &Patch::<()>::Json(patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        // Already gone: nothing left to hold.
+        Err(kube::Error::Api(status))
+            if status.code == 404 && change == FinalizerChange::Remove =>
+        {
+            Ok(())
+        }
+        Err(source) => Err(Error::Kube {
+            action: "change the finalizer",
+            source,
+        }),
+    }
+}
+
+/// Passes a restart request on to a dependent (cascading restart).
+pub async fn request_restart(
+    ctx: &Context,
+    dependent: &NodeKey,
+    request: &str,
+) -> Result<(), Error> {
+    let api: Api<Platform> = Api::namespaced(ctx.client.clone(), &dependent.namespace);
+    let patch = json!({"metadata": {"annotations": {
+        RESTART_ANNOTATION: request,
+        RESTART_DEPENDENTS_ANNOTATION: "true",
+    }}});
+    let params = PatchParams {
+        field_manager: Some(ctx.field_manager.clone()),
+        ..Default::default()
+    };
+    api.patch(&dependent.name, &params, &Patch::Merge(patch))
+        .await
+        .map_err(kube_error("pass the restart on to a dependent"))?;
+    Ok(())
+}
+
+/// Audits one action: a Kubernetes Event, a structured log line (the status history entry is
+/// part of the status write).
+pub async fn audit(ctx: &Context, platform: &Platform, action: &Action) {
+    tracing::info!(
+        target: "audit",
+        action = action.kind.as_str(),
+        actor = OPERATOR_ACTOR,
+        namespace = platform.namespace().unwrap_or_default(),
+        platform = platform.name_any(),
+        reason = action.reason.as_str(),
+        "control action"
+    );
+    let event = Event {
+        type_: if action.kind.is_warning() {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: action.kind.event_reason().to_string(),
+        note: Some(action.reason.clone()),
+        action: action.kind.as_str().to_string(),
+        secondary: None,
+    };
+    if let Err(error) = ctx
+        .recorder
+        .publish(&event, &platform.object_ref(&()))
+        .await
+    {
+        // An event that cannot be recorded must not block the action it describes.
+        tracing::warn!(%error, platform = platform.name_any(), "failed to publish an event");
+    }
+}
+
+fn platform_api(ctx: &Context, platform: &Platform) -> Result<Api<Platform>, Error> {
+    let namespace = platform
+        .namespace()
+        .ok_or(Error::MissingMetadata("metadata.namespace"))?;
+    Ok(Api::namespaced(ctx.client.clone(), &namespace))
+}

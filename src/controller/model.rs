@@ -1,0 +1,227 @@
+//! What a decision about one Platform is made from, and what it produces. Plain data: the
+//! observe step fills [`Observed`] from the caches, the pure [`super::decide`] turns it into a
+//! [`Decision`], and the apply step carries the decision out.
+
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+
+use crate::crd::{Phase, Platform};
+use crate::graph::NodeKey;
+use crate::stack::EffectiveSettings;
+
+/// Annotation on a Platform asking for a rolling restart; any new value is a new request.
+pub const RESTART_ANNOTATION: &str = "pmp.dev/restartedAt";
+/// Annotation on a Platform: `"true"` makes a restart request roll its dependents too, in
+/// order, once this platform is Ready again.
+pub const RESTART_DEPENDENTS_ANNOTATION: &str = "pmp.dev/restartDependents";
+/// Finalizer that makes deletion follow the shutdown order.
+pub const FINALIZER: &str = "pmp.dev/ordered-shutdown";
+
+/// The observed state of a platform's Deployment.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeploymentState {
+    /// `spec.replicas`.
+    pub replicas: i32,
+    pub ready_replicas: i32,
+    pub updated_replicas: i32,
+    /// Pods the Deployment still has (`status.replicas`).
+    pub status_replicas: i32,
+    /// The deployment controller has seen the latest spec.
+    pub observed_current: bool,
+    /// `Progressing=False` with reason `ProgressDeadlineExceeded`.
+    pub progress_deadline_exceeded: bool,
+    /// The hash of the desired object it was last applied from.
+    pub applied_hash: Option<String>,
+    /// The restart request its pod template carries.
+    pub restarted_at: Option<String>,
+}
+
+impl DeploymentState {
+    /// Every desired replica runs the latest template and is ready.
+    pub fn rolled_out(&self) -> bool {
+        self.observed_current
+            && self.updated_replicas >= self.replicas
+            && self.ready_replicas >= self.replicas
+    }
+}
+
+/// A dependency as the dependent sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DependencyState {
+    pub key: NodeKey,
+    /// Its `Ready` condition is True and its Deployment has all desired replicas ready.
+    pub ready: bool,
+}
+
+/// A dependent as its dependency sees it when stopping.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DependentState {
+    pub key: NodeKey,
+    /// No pods left and none desired.
+    pub stopped: bool,
+    /// Its current restart request (annotation), for cascading restarts.
+    pub restart_request: Option<String>,
+}
+
+/// Why a platform must stop although its own spec may say `Running`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopCause {
+    /// Its own `spec.desiredState` is `Stopped`.
+    Spec,
+    /// Its group's `spec.desiredState` is `Stopped`.
+    Group(NodeKey),
+    /// It is being deleted.
+    Deletion,
+    /// Something it depends on (transitively) must stop for `cause`.
+    Dependency {
+        dependency: NodeKey,
+        cause: Box<StopCause>,
+    },
+}
+
+impl StopCause {
+    /// `Kind/name: reason`, as shown in `status.stoppedBy`.
+    pub fn describe(&self, own: &NodeKey) -> String {
+        match self {
+            StopCause::Spec => format!("Platform/{}: spec.desiredState is Stopped", own.name),
+            StopCause::Group(group) => {
+                format!("PlatformGroup/{}: spec.desiredState is Stopped", group.name)
+            }
+            StopCause::Deletion => format!("Platform/{}: being deleted", own.name),
+            StopCause::Dependency { dependency, cause } => {
+                let root = match cause.as_ref() {
+                    StopCause::Spec => "stopped",
+                    StopCause::Group(_) => "stopped by its group",
+                    StopCause::Deletion => "being deleted",
+                    StopCause::Dependency { .. } => "stopping",
+                };
+                format!("Platform/{}: dependency {root}", dependency.name)
+            }
+        }
+    }
+
+    /// Whether the user asked for this very platform to stop (not a cascade).
+    pub fn is_own(&self) -> bool {
+        !matches!(self, StopCause::Dependency { .. })
+    }
+}
+
+/// Group-related facts for one member.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupFacts {
+    pub key: NodeKey,
+    /// 0 means unlimited.
+    pub max_concurrent_starts: u32,
+    /// Other members starting right now.
+    pub starting_members: usize,
+}
+
+/// Everything one decision needs.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    pub now: Timestamp,
+    pub key: NodeKey,
+    pub platform: Platform,
+    pub settings: EffectiveSettings,
+    pub deployment: Option<DeploymentState>,
+    /// Pods of the platform that exist (terminating ones included).
+    pub pods: i32,
+    /// Why the dependency graph blocks this platform (with the root cause), if it does.
+    pub block: Option<String>,
+    pub wave: Option<usize>,
+    pub dependencies: Vec<DependencyState>,
+    pub dependents: Vec<DependentState>,
+    pub stop_cause: Option<StopCause>,
+    pub group: Option<GroupFacts>,
+    /// Groups that claim this platform together (the platform then ignores them).
+    pub group_conflict: Vec<NodeKey>,
+}
+
+/// Kinds of control action, each audited (event, log line, history entry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActionKind {
+    Start,
+    Stop,
+    CascadeStop,
+    Restart,
+    RestartDependents,
+    Scale,
+    Blocked,
+    ShutdownTimeout,
+    Failed,
+}
+
+impl ActionKind {
+    /// The name in `status.history` and in logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionKind::Start => "Start",
+            ActionKind::Stop => "Stop",
+            ActionKind::CascadeStop => "CascadeStop",
+            ActionKind::Restart => "Restart",
+            ActionKind::RestartDependents => "RestartDependents",
+            ActionKind::Scale => "Scale",
+            ActionKind::Blocked => "Blocked",
+            ActionKind::ShutdownTimeout => "ShutdownTimeout",
+            ActionKind::Failed => "Failed",
+        }
+    }
+
+    /// The Kubernetes Event reason.
+    pub fn event_reason(self) -> &'static str {
+        match self {
+            ActionKind::Start => "Started",
+            ActionKind::Stop => "Stopped",
+            ActionKind::CascadeStop => "CascadeStopped",
+            ActionKind::Restart => "Restarted",
+            ActionKind::RestartDependents => "RestartingDependents",
+            ActionKind::Scale => "Scaled",
+            ActionKind::Blocked => "Blocked",
+            ActionKind::ShutdownTimeout => "ShutdownTimeout",
+            ActionKind::Failed => "Failed",
+        }
+    }
+
+    /// Warnings are for what a person should look at.
+    pub fn is_warning(self) -> bool {
+        matches!(
+            self,
+            ActionKind::Blocked | ActionKind::ShutdownTimeout | ActionKind::Failed
+        )
+    }
+}
+
+/// One audited action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Action {
+    pub kind: ActionKind,
+    pub reason: String,
+}
+
+/// What to do with the finalizer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinalizerChange {
+    Add,
+    Remove,
+}
+
+/// The outcome of one decision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// Replicas the Deployment should have; `None` leaves it absent (never started).
+    pub replicas: Option<i32>,
+    /// This decision starts the platform (takes a group start slot).
+    pub starts: bool,
+    pub finalizer: Option<FinalizerChange>,
+    pub phase: Phase,
+    pub actions: Vec<Action>,
+    /// Dependents to send the restart request to (cascading restart).
+    pub restart_dependents: Vec<NodeKey>,
+    /// The restart request this decision carries out, if any.
+    pub handled_restart: Option<String>,
+    /// Something time-based is pending.
+    pub requeue_after: Option<Duration>,
+    /// A one-line summary for `status.message`.
+    pub message: String,
+}

@@ -1,0 +1,237 @@
+//! Observe: everything a decision about one Platform needs, read from the reflector caches (no
+//! API calls).
+
+use std::collections::{BTreeSet, VecDeque};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::jiff::Timestamp;
+
+use crate::crd::{DesiredState, Phase, Platform, condition};
+use crate::graph::{EdgeKind, NodeKey};
+use crate::stack::effective_settings;
+
+use super::build::SPEC_HASH_ANNOTATION;
+use super::context::{Context, Topology};
+use super::model::{
+    DependencyState, DependentState, DeploymentState, GroupFacts, Observed, RESTART_ANNOTATION,
+    StopCause,
+};
+
+/// Reads what is known about `platform`.
+pub fn observe(ctx: &Context, platform: &Platform, key: &NodeKey) -> Observed {
+    let topology = ctx.topology();
+    let graph = &topology.graph;
+    let group = topology.group_of(key);
+    let settings = effective_settings(platform, group.and_then(|g| g.spec.defaults.as_ref()));
+
+    let dependencies = graph
+        .dependencies(key)
+        .into_iter()
+        .map(|dep| DependencyState {
+            ready: is_ready(ctx, &dep),
+            key: dep,
+        })
+        .collect();
+    let dependents = graph
+        .dependents(key)
+        .into_iter()
+        .filter_map(|dependent| {
+            let other = ctx.stores.platform(&dependent)?;
+            // Only dependents that are stopping as well hold this platform's stop.
+            stop_cause(ctx, &topology, &dependent, &other)?;
+            Some(DependentState {
+                stopped: is_stopped(ctx, &dependent),
+                restart_request: annotation(&other, RESTART_ANNOTATION),
+                key: dependent,
+            })
+        })
+        .collect();
+    let group_facts = group.map(|g| {
+        let group_key = crate::stack::key_of(g.as_ref());
+        let starting = starting_members(ctx, &topology, &group_key, key);
+        GroupFacts {
+            max_concurrent_starts: g
+                .spec
+                .startup
+                .as_ref()
+                .map_or(0, |s| s.max_concurrent_starts),
+            starting_members: starting.len(),
+            key: group_key,
+        }
+    });
+
+    Observed {
+        now: whole_seconds(ctx.clock.now()),
+        key: key.clone(),
+        platform: platform.clone(),
+        settings,
+        deployment: ctx.stores.deployment(key).map(|d| deployment_state(&d)),
+        pods: ctx.stores.pod_count(key),
+        block: block_message(graph, key),
+        wave: graph.wave_of(key),
+        dependencies,
+        dependents,
+        stop_cause: stop_cause(ctx, &topology, key, platform),
+        group: group_facts,
+        group_conflict: topology.membership.conflicting_groups(key).to_vec(),
+    }
+}
+
+/// Members of `group` other than `platform` that are starting: holding a slot, or observed
+/// scaled up and not yet Running.
+pub fn starting_members(
+    ctx: &Context,
+    topology: &Topology,
+    group: &NodeKey,
+    platform: &NodeKey,
+) -> BTreeSet<NodeKey> {
+    let mut starting = ctx.slots_taken(group, platform);
+    for member in topology.membership.members.get(group).into_iter().flatten() {
+        if member == platform {
+            continue;
+        }
+        let phase = ctx
+            .stores
+            .platform(member)
+            .and_then(|p| p.status.as_ref().and_then(|s| s.phase));
+        if phase == Some(Phase::Starting) {
+            starting.insert(member.clone());
+        }
+    }
+    starting
+}
+
+/// A platform is Ready for its dependents when its `Ready` condition is True and its
+/// Deployment has every desired replica ready.
+pub fn is_ready(ctx: &Context, key: &NodeKey) -> bool {
+    let Some(platform) = ctx.stores.platform(key) else {
+        return false;
+    };
+    let condition_ready = platform
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == condition::READY))
+        .is_some_and(|c| c.status == "True");
+    let replicas_ready = ctx.stores.deployment(key).is_some_and(|d| {
+        let state = deployment_state(&d);
+        state.replicas == platform.spec.replicas && state.ready_replicas >= platform.spec.replicas
+    });
+    condition_ready && replicas_ready
+}
+
+/// No pods and none desired.
+fn is_stopped(ctx: &Context, key: &NodeKey) -> bool {
+    let scaled_down = ctx
+        .stores
+        .deployment(key)
+        .is_none_or(|d| deployment_state(&d).replicas == 0);
+    scaled_down && ctx.stores.pod_count(key) == 0
+}
+
+/// Why `platform` must stop, if it must: its own reasons first, then the nearest dependency
+/// (through `dependsOn` edges only; group ordering edges order startup, they do not cascade
+/// stops) that must stop for its own reasons.
+pub fn stop_cause(
+    ctx: &Context,
+    topology: &Topology,
+    key: &NodeKey,
+    platform: &Platform,
+) -> Option<StopCause> {
+    if let Some(own) = own_stop_cause(topology, key, platform) {
+        return Some(own);
+    }
+    let mut queue: VecDeque<NodeKey> = VecDeque::new();
+    let mut seen: BTreeSet<NodeKey> = BTreeSet::new();
+    let push_deps = |queue: &mut VecDeque<NodeKey>, seen: &mut BTreeSet<NodeKey>, of: &NodeKey| {
+        for (dep, kind) in topology.graph.dependency_edges(of) {
+            if kind == EdgeKind::DependsOn && seen.insert(dep.clone()) {
+                queue.push_back(dep);
+            }
+        }
+    };
+    push_deps(&mut queue, &mut seen, key);
+    while let Some(dep) = queue.pop_front() {
+        if let Some(other) = ctx.stores.platform(&dep) {
+            if let Some(cause) = own_stop_cause(topology, &dep, &other) {
+                return Some(StopCause::Dependency {
+                    dependency: dep,
+                    cause: Box::new(cause),
+                });
+            }
+            push_deps(&mut queue, &mut seen, &dep);
+        }
+    }
+    None
+}
+
+fn own_stop_cause(topology: &Topology, key: &NodeKey, platform: &Platform) -> Option<StopCause> {
+    if platform.metadata.deletion_timestamp.is_some() {
+        return Some(StopCause::Deletion);
+    }
+    if platform.spec.desired_state == DesiredState::Stopped {
+        return Some(StopCause::Spec);
+    }
+    let group = topology.group_of(key)?;
+    (group.spec.desired_state == DesiredState::Stopped)
+        .then(|| StopCause::Group(crate::stack::key_of(group.as_ref())))
+}
+
+/// The parts of a Deployment decisions look at.
+pub fn deployment_state(deployment: &Deployment) -> DeploymentState {
+    let spec = deployment.spec.as_ref();
+    let status = deployment.status.as_ref();
+    let generation = deployment.metadata.generation.unwrap_or(0);
+    let template_annotations = spec
+        .and_then(|s| s.template.metadata.as_ref())
+        .and_then(|m| m.annotations.as_ref());
+    DeploymentState {
+        replicas: spec.and_then(|s| s.replicas).unwrap_or(1),
+        ready_replicas: status.and_then(|s| s.ready_replicas).unwrap_or(0),
+        updated_replicas: status.and_then(|s| s.updated_replicas).unwrap_or(0),
+        status_replicas: status.and_then(|s| s.replicas).unwrap_or(0),
+        observed_current: status.and_then(|s| s.observed_generation).unwrap_or(0) >= generation,
+        progress_deadline_exceeded: status
+            .and_then(|s| s.conditions.as_ref())
+            .into_iter()
+            .flatten()
+            .any(|c| {
+                c.type_ == "Progressing"
+                    && c.status == "False"
+                    && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+            }),
+        applied_hash: deployment
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(SPEC_HASH_ANNOTATION).cloned()),
+        restarted_at: template_annotations.and_then(|a| a.get(RESTART_ANNOTATION).cloned()),
+    }
+}
+
+/// The block reason, with the underlying problem when the block is inherited.
+fn block_message(graph: &crate::graph::Graph, key: &NodeKey) -> Option<String> {
+    let reason = graph.block_reason(key)?;
+    match graph.root_cause(key) {
+        Some((root, root_reason)) if root != key => Some(format!(
+            "{}; {} is {}",
+            reason.message(),
+            root.name,
+            root_reason.message()
+        )),
+        _ => Some(reason.message()),
+    }
+}
+
+fn annotation(platform: &Platform, key: &str) -> Option<String> {
+    platform
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(key).cloned())
+}
+
+/// Status timestamps have whole-second precision on the wire; deciding with the same precision
+/// keeps a re-read status equal to the one computed.
+fn whole_seconds(now: Timestamp) -> Timestamp {
+    Timestamp::from_second(now.as_second()).unwrap_or(now)
+}
