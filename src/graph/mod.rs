@@ -15,13 +15,13 @@ mod closure;
 mod critical;
 mod cycles;
 mod errors;
+mod intern;
 mod order;
 #[cfg(test)]
 mod proptests;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 pub use errors::{BlockReason, GraphError, render_cycle};
@@ -113,6 +113,14 @@ impl Graph {
         inputs.sort_by(|a, b| a.key.cmp(&b.key));
         inputs.dedup_by(|later, first| later.key == first.key);
         let n = inputs.len();
+        // Split so that each dependency list can be consumed, and freed right after its
+        // lookups while still in cache, while the keys stay for the graph.
+        let mut keys: Vec<NodeKey> = Vec::with_capacity(n);
+        let mut dep_lists: Vec<Vec<NodeKey>> = Vec::with_capacity(n);
+        for input in inputs {
+            keys.push(input.key);
+            dep_lists.push(input.depends_on);
+        }
 
         let mut errors = Vec::new();
         let mut self_dep = vec![false; n];
@@ -120,19 +128,13 @@ impl Graph {
         let mut first_missing = vec![NONE; n];
         let mut missing_keys: Vec<NodeKey> = Vec::new();
 
-        let index: HashMap<&NodeKey, u32, FxBuild> = {
-            let mut m = HashMap::with_capacity_and_hasher(n, FxBuild::default());
-            for (i, input) in inputs.iter().enumerate() {
-                m.insert(&input.key, i as u32);
-            }
-            m
-        };
+        let index = intern::Interner::new(&keys);
 
         // Ordering edges as (after, before) index pairs, grouped by `after` for the CSR pass.
         let mut extra: Vec<(u32, u32)> = Vec::with_capacity(ordering.len());
         for edge in ordering {
-            let before = index.get(&edge.before).copied();
-            let after = index.get(&edge.after).copied();
+            let before = index.get(&edge.before);
+            let after = index.get(&edge.after);
             for (known, key) in [(before, &edge.before), (after, &edge.after)] {
                 if known.is_none() {
                     errors.push(GraphError::UnknownOrderingEdge {
@@ -152,40 +154,40 @@ impl Graph {
         }
         extra.sort_unstable();
 
-        let edge_hint: usize =
-            inputs.iter().map(|i| i.depends_on.len()).sum::<usize>() + extra.len();
+        let edge_hint: usize = dep_lists.iter().map(Vec::len).sum::<usize>() + extra.len();
         let mut dep_offsets = Vec::with_capacity(n + 1);
         let mut dep_targets: Vec<u32> = Vec::with_capacity(edge_hint);
         let mut dep_kinds = Vec::with_capacity(edge_hint);
         let mut scratch: Vec<(u32, EdgeKind)> = Vec::new();
         let mut extra_pos = 0;
         dep_offsets.push(0u32);
-        for (i, input) in inputs.iter().enumerate() {
+        for (i, deps) in dep_lists.into_iter().enumerate() {
             let i32_ = i as u32;
+            let key = &keys[i];
             scratch.clear();
-            for dep in &input.depends_on {
-                match index.get(dep) {
-                    Some(&j) if j == i32_ => self_dep[i] = true,
-                    Some(&j) => scratch.push((j, EdgeKind::DependsOn)),
+            for dep in deps {
+                match index.get(&dep) {
+                    Some(j) if j == i32_ => self_dep[i] = true,
+                    Some(j) => scratch.push((j, EdgeKind::DependsOn)),
                     None => {
-                        errors.push(if dep.namespace == input.key.namespace {
-                            GraphError::MissingDependency {
-                                platform: input.key.clone(),
-                                missing: dep.clone(),
-                            }
-                        } else {
-                            GraphError::CrossNamespaceMissing {
-                                platform: input.key.clone(),
-                                missing: dep.clone(),
-                            }
-                        });
                         let slot = &mut first_missing[i];
                         if *slot == NONE {
                             *slot = missing_keys.len() as u32;
                             missing_keys.push(dep.clone());
-                        } else if *dep < missing_keys[*slot as usize] {
+                        } else if dep < missing_keys[*slot as usize] {
                             missing_keys[*slot as usize] = dep.clone();
                         }
+                        errors.push(if dep.namespace == key.namespace {
+                            GraphError::MissingDependency {
+                                platform: key.clone(),
+                                missing: dep,
+                            }
+                        } else {
+                            GraphError::CrossNamespaceMissing {
+                                platform: key.clone(),
+                                missing: dep,
+                            }
+                        });
                     }
                 }
             }
@@ -205,14 +207,13 @@ impl Graph {
         for (i, &is_self) in self_dep.iter().enumerate() {
             if is_self {
                 errors.push(GraphError::SelfDependency {
-                    platform: inputs[i].key.clone(),
+                    platform: keys[i].clone(),
                 });
             }
         }
         drop(index);
 
         let (rdep_offsets, rdep_targets) = reverse_csr(n, &dep_offsets, &dep_targets);
-        let keys: Vec<NodeKey> = inputs.into_iter().map(|i| i.key).collect();
 
         let mut graph = Graph {
             keys,
@@ -420,51 +421,6 @@ fn reverse_csr(n: usize, offsets: &[u32], targets: &[u32]) -> (Vec<u32>, Vec<u32
 /// O(members × path length) memory.
 type SharedPath = Arc<[NodeKey]>;
 
-/// FxHash-style hasher: the build hashes every dependency name once, and SipHash's DoS
-/// resistance buys nothing for keys that come from our own custom resources.
-#[derive(Default, Clone, Copy)]
-struct FxHasher(u64);
-
-type FxBuild = BuildHasherDefault<FxHasher>;
-
-impl FxHasher {
-    const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-
-    #[inline]
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(Self::SEED);
-    }
-}
-
-impl Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            self.add(u64::from_le_bytes(w));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut w = [0u8; 8];
-            w[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(w) ^ ((rest.len() as u64) << 56));
-        }
-    }
-
-    fn write_u8(&mut self, i: u8) {
-        self.add(u64::from(i));
-    }
-
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod test_util {
     use super::*;
@@ -556,13 +512,5 @@ mod tests {
         assert!(g.block_reason(&x).is_none());
         assert!(g.root_cause(&x).is_none());
         assert!(g.edge_kind(&x, &k("a")).is_none());
-    }
-
-    #[test]
-    fn fx_hasher_distinguishes_similar_keys() {
-        use std::hash::BuildHasher;
-        let h = |key: &NodeKey| FxBuild::default().hash_one(key);
-        assert_ne!(h(&NodeKey::new("ab", "c")), h(&NodeKey::new("a", "bc")));
-        assert_ne!(h(&k("svc-1")), h(&k("svc-10")));
     }
 }
