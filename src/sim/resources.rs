@@ -10,6 +10,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use serde_json::Value;
 
 use super::error::SimError;
+use crate::schema::SchemaValidator;
 
 /// Names one resource type: group (empty for the core group), version and plural.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -78,6 +79,8 @@ pub struct ResourceDef {
     pub behaviour: Behaviour,
     /// `openAPIV3Schema` per version, for CRD-backed kinds.
     pub schemas: BTreeMap<String, Value>,
+    /// The same schemas prepared for validation (CEL rules compiled once).
+    pub validators: BTreeMap<String, SchemaValidator>,
     pub is_crd: bool,
     /// Whether `metadata.generation` is maintained (kinds with a spec; every custom kind).
     pub tracks_generation: bool,
@@ -98,6 +101,7 @@ impl ResourceDef {
             scale: None,
             behaviour: Behaviour::Stored,
             schemas: BTreeMap::new(),
+            validators: BTreeMap::new(),
             is_crd: false,
             tracks_generation: false,
         }
@@ -309,6 +313,10 @@ fn from_crd(crd: &CustomResourceDefinition) -> Result<ResourceDef, SimError> {
         status,
         scale,
         behaviour: Behaviour::Stored,
+        validators: schemas
+            .iter()
+            .map(|(v, s)| (v.clone(), SchemaValidator::new(s.clone())))
+            .collect(),
         schemas,
         is_crd: true,
         tracks_generation: true,

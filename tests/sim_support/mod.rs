@@ -24,7 +24,9 @@ pub fn platform_crd() -> CustomResourceDefinition {
                 "schema": {"openAPIV3Schema": {
                     "type": "object",
                     "properties": {
-                        "spec": {"type": "object", "required": ["image"], "properties": {
+                        "spec": {"type": "object", "required": ["image"],
+                            "x-kubernetes-validations": [{"rule": "!self.image.startsWith('bad/')", "message": "image must not come from bad/"}],
+                            "properties": {
                             "image": {"type": "string"},
                             "replicas": {"type": "integer", "minimum": 0, "maximum": 10, "default": 1},
                             "dependsOn": {"type": "array", "items": {"type": "string"}},

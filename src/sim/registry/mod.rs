@@ -57,6 +57,8 @@ pub struct Caller {
     pub field_manager: Option<String>,
     pub user_agent: String,
     pub dry_run: bool,
+    /// `fieldValidation=Strict`: unknown fields are an error instead of being dropped.
+    pub strict: bool,
 }
 
 impl Caller {
@@ -65,6 +67,7 @@ impl Caller {
             field_manager: Some(name.into()),
             user_agent: name.into(),
             dry_run: false,
+            strict: false,
         }
     }
 
@@ -360,7 +363,13 @@ pub(crate) fn create_in(
     builtin::default_object(t.def, &mut obj, true);
     let mut causes = builtin::validate(t.def, &obj, None);
     if t.def.is_crd {
-        causes.extend(admission::admit_custom(t.def, &t.version, &mut obj, None));
+        causes.extend(admission::admit_custom(
+            t.def,
+            &t.version,
+            &mut obj,
+            None,
+            caller.strict,
+        )?);
     }
     if !causes.is_empty() {
         return Err(t.invalid(&name, causes));
@@ -539,7 +548,8 @@ pub(crate) fn commit_update(
             &t.version,
             &mut new,
             Some(old),
-        ));
+            caller.strict,
+        )?);
     }
     if !causes.is_empty() {
         return Err(t.invalid(name, causes));

@@ -41,6 +41,7 @@ fn caller(req: &Req) -> Caller {
             .map(String::from),
         user_agent: req.user_agent.clone(),
         dry_run: req.param("dryRun").is_some_and(|d| !d.is_empty()),
+        strict: req.param("fieldValidation") == Some("Strict"),
     }
 }
 
