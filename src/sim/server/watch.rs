@@ -167,12 +167,9 @@ pub fn watch(app: &Arc<App>, req: &Req, t: &Target<'_>) -> Result<Response, ApiE
                 }
             },
         };
-    let close_after = faults
-        .config()
-        .close_watch_every
-        .map_or(timeout, |every| every.min(timeout));
     let clock = core.clock.clone();
-    let deadline = add(clock.now(), close_after);
+    let started = clock.now();
+    let deadline = add(started, timeout);
     let bookmark_every = app.bookmark_interval;
     let kind = t.def.kind.clone();
     let api_version = t.api_version();
@@ -186,6 +183,11 @@ pub fn watch(app: &Arc<App>, req: &Req, t: &Target<'_>) -> Result<Response, ApiE
         let mut last_rv = start_rv;
         let mut next_bookmark = add(clock.now(), bookmark_every);
         loop {
+            // Fault injection may start cutting watches at any time, including this one.
+            let cut_at = faults
+                .config()
+                .close_watch_every
+                .map_or(deadline, |every| deadline.min(add(started, every)));
             let bookmark_wait = clock.sleep_until(next_bookmark);
             tokio::select! {
                 received = events.recv() => match received {
@@ -205,7 +207,9 @@ pub fn watch(app: &Arc<App>, req: &Req, t: &Target<'_>) -> Result<Response, ApiE
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
-                _ = clock.sleep_until(deadline) => return,
+                _ = clock.sleep_until(cut_at) => return,
+                // Re-reads the fault configuration now and then.
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
                 _ = bookmark_wait, if bookmarks => {
                     let bookmark = json!({"kind": kind, "apiVersion": api_version, "metadata": {"resourceVersion": last_rv.to_string()}});
                     if tx.send(line("BOOKMARK", &bookmark)).await.is_err() {
