@@ -83,7 +83,7 @@ pub(crate) fn delete_in(
     let deleting = meta_str(&old, "deletionTimestamp").is_some();
     let policy = opts.propagation_policy.as_deref().unwrap_or("Background");
     if policy == "Orphan" {
-        orphan_dependents(txn, &uid);
+        orphan_dependents(core, txn, &uid);
     }
     let mut obj = (*old).clone();
     let now = txn.now();
@@ -213,11 +213,17 @@ pub(crate) fn remove(
 }
 
 /// Orphan propagation: dependents lose their reference to the owner before it goes.
-fn orphan_dependents(txn: &mut Txn<'_>, owner_uid: &str) {
+fn orphan_dependents(core: &Arc<Core>, txn: &mut Txn<'_>, owner_uid: &str) {
     let ctx_for = |key: &Key| WriteCtx {
         actor: "generic-garbage-collector".into(),
         verb: WriteVerb::Patch,
-        resource: crate::sim::resources::ResourceRef::new(&key.group, "", &key.plural),
+        resource: crate::sim::resources::ResourceRef::new(
+            &key.group,
+            core.def_for_key(key)
+                .and_then(|d| d.versions.first())
+                .map_or("", String::as_str),
+            &key.plural,
+        ),
         subresource: None,
     };
     for (key, obj) in txn.all() {
