@@ -209,3 +209,16 @@ mod tests {
         assert_eq!(SimClock::new(-3.0).speed(), 1.0);
     }
 }
+
+/// The operator reads time through its [`Clock`](crate::controller::Clock) trait; in the
+/// simulated cluster it is given the simulator's clock, so that timeouts and timestamps follow
+/// simulated time.
+impl crate::controller::Clock for SimClock {
+    fn now(&self) -> Timestamp {
+        SimClock::now(self)
+    }
+
+    fn real_duration(&self, span: Duration) -> Duration {
+        SimClock::real_duration(self, span)
+    }
+}

@@ -122,6 +122,20 @@ pub struct SimCluster {
     collector: JoinHandle<()>,
 }
 
+/// Records pod usage for the metrics API; cheap to clone and to move into other tasks.
+#[derive(Clone)]
+pub struct UsageRecorder(Arc<Core>);
+
+impl UsageRecorder {
+    pub fn set(&self, namespace: &str, pod: &str, cpu: &str, memory: &str) {
+        self.0.store.set_pod_usage(namespace, pod, cpu, memory);
+    }
+
+    pub fn clear(&self, namespace: &str, pod: &str) {
+        self.0.store.clear_pod_usage(namespace, pod);
+    }
+}
+
 const MANIFEST_MANAGER: &str = "sim-manifests";
 
 impl SimCluster {
@@ -246,6 +260,11 @@ impl SimCluster {
 
     pub fn store(&self) -> &Store {
         &self.core.store
+    }
+
+    /// A handle the simulated kubelet reports pod usage through (served by the metrics API).
+    pub fn usage_recorder(&self) -> UsageRecorder {
+        UsageRecorder(self.core.clone())
     }
 
     pub fn resources(&self) -> &ResourceTable {

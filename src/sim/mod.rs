@@ -27,6 +27,6 @@ pub use auth::{AccessRule, AuthTable, UserInfo};
 pub use clock::SimClock;
 pub use error::{ApiError, SimError, StatusCause};
 pub use faults::{Decision, FaultConfig, FaultHandle, PauseMode, TimeoutMode};
-pub use harness::{ApiStatusError, ObjectRef, SimCluster, SimConfig};
+pub use harness::{ApiStatusError, ObjectRef, SimCluster, SimConfig, UsageRecorder};
 pub use resources::{ResourceDef, ResourceRef, ResourceTable};
 pub use store::{Store, WriteRecord, WriteVerb};
