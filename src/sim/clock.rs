@@ -32,7 +32,9 @@ impl ClockState {
     fn now(&self) -> Timestamp {
         let real = self.anchor_real.elapsed().as_secs_f64() * self.speed;
         let elapsed = SignedDuration::try_from_secs_f64(real).unwrap_or(SignedDuration::MAX);
-        self.anchor_sim.saturating_add(elapsed).unwrap_or(self.anchor_sim)
+        self.anchor_sim
+            .saturating_add(elapsed)
+            .unwrap_or(self.anchor_sim)
     }
 
     fn reanchor(&mut self) {
@@ -91,7 +93,10 @@ impl SimClock {
             let mut state = self.lock();
             state.reanchor();
             let by = SignedDuration::try_from(by).unwrap_or(SignedDuration::MAX);
-            state.anchor_sim = state.anchor_sim.saturating_add(by).unwrap_or(state.anchor_sim);
+            state.anchor_sim = state
+                .anchor_sim
+                .saturating_add(by)
+                .unwrap_or(state.anchor_sim);
             state.generation
         };
         self.changed.send_replace(generation);
@@ -140,7 +145,9 @@ impl SimClock {
     fn lock(&self) -> std::sync::MutexGuard<'_, ClockState> {
         // The state is plain data updated atomically under the lock, so a poisoned lock still
         // holds a consistent value.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

@@ -2,5 +2,6 @@
 //! simulated workloads (the parts a kubelet and the controller-manager would play).
 
 pub mod clock;
+pub mod workload;
 
 pub use clock::SimClock;
