@@ -140,7 +140,6 @@ pub fn pod_status(
             ip: placement.pod_ip.clone(),
         }]),
         start_time: admitted_time,
-        qos_class: Some(qos_class(pod).to_owned()),
         ..PodStatus::default()
     }
 }
@@ -165,29 +164,6 @@ fn container_id(uid: &str, name: &str, instance: i32) -> String {
 
 fn bool_status(value: bool) -> &'static str {
     if value { "True" } else { "False" }
-}
-
-/// The pod's QoS class from its containers' requests and limits.
-pub fn qos_class(pod: &Pod) -> &'static str {
-    let containers: Vec<_> = pod.spec.iter().flat_map(|s| s.containers.iter()).collect();
-    let mut any = false;
-    let mut guaranteed = !containers.is_empty();
-    for container in containers {
-        let resources = container.resources.clone().unwrap_or_default();
-        let requests = resources.requests.unwrap_or_default();
-        let limits = resources.limits.unwrap_or_default();
-        any |= !requests.is_empty() || !limits.is_empty();
-        for resource in ["cpu", "memory"] {
-            let limit = limits.get(resource);
-            let request = requests.get(resource).or(limit);
-            guaranteed &= limit.is_some() && request == limit;
-        }
-    }
-    match (any, guaranteed) {
-        (false, _) => "BestEffort",
-        (true, true) => "Guaranteed",
-        (true, false) => "Burstable",
-    }
 }
 
 /// Whether every field of `desired` is present with the same value in `actual` (objects
@@ -271,7 +247,6 @@ mod tests {
         assert_eq!(condition(&status, "ContainersReady").status, "True");
         assert_eq!(condition(&status, "PodScheduled").status, "True");
         assert_eq!(status.pod_ip.as_deref(), Some("10.244.0.7"));
-        assert_eq!(status.qos_class.as_deref(), Some("BestEffort"));
         let container = &status.container_statuses.as_ref().unwrap()[0];
         assert!(container.ready);
         assert_eq!(container.started, Some(true));
