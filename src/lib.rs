@@ -13,5 +13,6 @@ pub mod graph;
 pub mod manifest;
 pub mod plan;
 pub mod schema;
+pub mod sandbox;
 pub mod sim;
 pub mod stack;

@@ -22,6 +22,7 @@ pub mod resources;
 pub mod selector;
 pub mod server;
 pub mod store;
+pub mod workload;
 
 pub use auth::{AccessRule, AuthTable, UserInfo};
 pub use clock::SimClock;

@@ -1,0 +1,313 @@
+//! The simulated deployment controller (the part of kube-controller-manager that turns
+//! Deployments into pods; there are no ReplicaSets here, see [`super::rollout`]).
+//!
+//! Observe (reflectors on Deployments and Pods) → decide ([`plan`], pure) → write (create and
+//! delete pods, the Deployment's `/status` when it changed, Events) → sleep on the SimClock until
+//! the earliest recheck time or the next watch event.
+//!
+//! Writes outrun the caches, so like the real controller it keeps *expectations*: after creating
+//! or deleting pods for a Deployment it leaves that Deployment alone until the pod cache shows
+//! those changes (or a few real seconds have passed).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::reflector::Store;
+use kube::{Api, Client};
+use tokio::sync::{Notify, watch};
+
+use super::events::{EventType, Note, Recorder, reference};
+use super::observe::{cache, stopped};
+use super::pod_status::json_subset;
+use super::pods::{is_terminating, owned_pods, pod_from_template, pod_name};
+use super::rollout::{Plan, plan};
+use crate::sim::SimClock;
+
+/// The field manager of the deployment controller's writes.
+pub const FIELD_MANAGER: &str = "sim-deployment-controller";
+/// How long unmet expectations hold a Deployment back before the controller acts anyway.
+const EXPECTATION_TIMEOUT: Duration = Duration::from_secs(5);
+/// The status counters the real controller omits when zero (set to null to clear them).
+const COUNTERS: [&str; 5] = [
+    "replicas",
+    "updatedReplicas",
+    "readyReplicas",
+    "availableReplicas",
+    "unavailableReplicas",
+];
+
+pub(super) struct DeploymentController {
+    client: Client,
+    clock: SimClock,
+    node_name: String,
+    recorder: Recorder,
+    /// Per Deployment uid: pods created or deleted that the cache has not shown yet.
+    expectations: HashMap<String, Expectation>,
+    random: u64,
+}
+
+struct Expectation {
+    creates: HashSet<String>,
+    deletes: HashSet<String>,
+    since: Instant,
+}
+
+impl DeploymentController {
+    pub(super) fn new(client: Client, clock: SimClock, node_name: String) -> Self {
+        let recorder = Recorder::new(client.clone(), "deployment-controller", &node_name);
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0x5eed, |d| d.as_nanos() as u64);
+        Self {
+            client,
+            clock,
+            node_name,
+            recorder,
+            expectations: HashMap::new(),
+            random: seed,
+        }
+    }
+
+    pub(super) async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        let wake = Arc::new(Notify::new());
+        let (deployments, deployment_task) =
+            cache(Api::<Deployment>::all(self.client.clone()), wake.clone());
+        let (pods, pod_task) = cache(Api::<Pod>::all(self.client.clone()), wake.clone());
+        tokio::select! {
+            _ = async {
+                let _ = deployments.wait_until_ready().await;
+                let _ = pods.wait_until_ready().await;
+            } => {}
+            _ = stopped(&mut stop) => {
+                deployment_task.abort();
+                pod_task.abort();
+                return;
+            }
+        }
+        loop {
+            let (next, waiting) = self.pass(&deployments, &pods).await;
+            // Unmet expectations are normally met by the next watch event; the timeout only
+            // guards against a lost one.
+            let retry = async {
+                if waiting {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            };
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = retry => {}
+                _ = async {
+                    match next {
+                        Some(at) => self.clock.sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                } => {}
+                _ = stopped(&mut stop) => break,
+            }
+        }
+        deployment_task.abort();
+        pod_task.abort();
+    }
+
+    /// Reconciles every Deployment once; returns the earliest recheck time and whether some
+    /// Deployment waits for its expectations.
+    async fn pass(
+        &mut self,
+        deployments: &Store<Deployment>,
+        pods: &Store<Pod>,
+    ) -> (Option<Timestamp>, bool) {
+        let now = self.clock.now();
+        let all_pods = pods.state();
+        let mut next: Option<Timestamp> = None;
+        let mut waiting = false;
+        let mut live = HashSet::new();
+        for deployment in deployments.state() {
+            let Some(uid) = deployment.metadata.uid.clone() else {
+                continue;
+            };
+            live.insert(uid.clone());
+            if deployment.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
+            if !self.expectations_met(&uid, &all_pods) {
+                waiting = true;
+                continue;
+            }
+            let owned = owned_pods(&deployment, all_pods.iter().map(|p| p.as_ref()));
+            let plan = plan(&deployment, &owned, now);
+            self.apply(&deployment, &uid, &owned, &plan, now).await;
+            if let Some(at) = plan.recheck_at {
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
+        }
+        self.expectations.retain(|uid, _| live.contains(uid));
+        (next, waiting)
+    }
+
+    fn expectations_met(&mut self, uid: &str, pods: &[Arc<Pod>]) -> bool {
+        let Some(expectation) = self.expectations.get_mut(uid) else {
+            return true;
+        };
+        let by_name: HashMap<&str, &Pod> = pods
+            .iter()
+            .filter_map(|p| Some((p.metadata.name.as_deref()?, p.as_ref())))
+            .collect();
+        expectation
+            .creates
+            .retain(|name| !by_name.contains_key(name.as_str()));
+        expectation.deletes.retain(|name| {
+            by_name
+                .get(name.as_str())
+                .is_some_and(|p| !is_terminating(p))
+        });
+        let met = (expectation.creates.is_empty() && expectation.deletes.is_empty())
+            || expectation.since.elapsed() > EXPECTATION_TIMEOUT;
+        if met {
+            self.expectations.remove(uid);
+        }
+        met
+    }
+
+    async fn apply(
+        &mut self,
+        deployment: &Deployment,
+        uid: &str,
+        owned: &[&Pod],
+        plan: &Plan,
+        now: Timestamp,
+    ) {
+        let namespace = deployment.metadata.namespace.clone().unwrap_or_default();
+        let name = deployment.metadata.name.clone().unwrap_or_default();
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
+        let object = reference(deployment);
+        let mut expectation = Expectation {
+            creates: HashSet::new(),
+            deletes: HashSet::new(),
+            since: Instant::now(),
+        };
+        let post = PostParams {
+            field_manager: Some(FIELD_MANAGER.to_owned()),
+            ..PostParams::default()
+        };
+        for _ in 0..plan.create {
+            let pod_name = pod_name(&name, &plan.hash, self.next_random());
+            let mut pod = pod_from_template(deployment, &plan.hash, &pod_name);
+            // No scheduler: pods are created bound to the simulated node.
+            if let Some(spec) = pod.spec.as_mut()
+                && spec.node_name.as_deref().is_none_or(str::is_empty)
+            {
+                spec.node_name = Some(self.node_name.clone());
+            }
+            match api.create(&post, &pod).await {
+                Ok(_) => {
+                    expectation.creates.insert(pod_name.clone());
+                    let note = note(
+                        EventType::Normal,
+                        "SuccessfulCreate",
+                        format!("Created pod: {pod_name}"),
+                        now,
+                    );
+                    self.recorder.record(&object, &note, 1).await;
+                }
+                Err(error) => {
+                    tracing::debug!(%error, deployment = %name, "failed to create a pod");
+                    let note = note(
+                        EventType::Warning,
+                        "FailedCreate",
+                        format!("Error creating: {error}"),
+                        now,
+                    );
+                    self.recorder.record(&object, &note, 1).await;
+                }
+            }
+        }
+        for pod_name in &plan.delete {
+            let Some(pod) = owned
+                .iter()
+                .find(|p| p.metadata.name.as_ref() == Some(pod_name))
+            else {
+                continue;
+            };
+            let grace = pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+                .unwrap_or(30)
+                .max(0);
+            let params = DeleteParams {
+                grace_period_seconds: Some(u32::try_from(grace).unwrap_or(30)),
+                preconditions: Some(Preconditions {
+                    uid: pod.metadata.uid.clone(),
+                    resource_version: None,
+                }),
+                ..DeleteParams::default()
+            };
+            match api.delete(pod_name, &params).await {
+                Ok(_) => {
+                    expectation.deletes.insert(pod_name.clone());
+                    let note = note(
+                        EventType::Normal,
+                        "SuccessfulDelete",
+                        format!("Deleted pod: {pod_name}"),
+                        now,
+                    );
+                    self.recorder.record(&object, &note, 1).await;
+                }
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(error) => tracing::debug!(%error, pod = %pod_name, "failed to delete a pod"),
+            }
+        }
+        if !expectation.creates.is_empty() || !expectation.deletes.is_empty() {
+            self.expectations.insert(uid.to_owned(), expectation);
+        }
+
+        // Status, only when it changed.
+        let mut desired = serde_json::to_value(&plan.status).unwrap_or_default();
+        if let Some(fields) = desired.as_object_mut() {
+            for counter in COUNTERS {
+                fields.entry(counter).or_insert(serde_json::Value::Null);
+            }
+        }
+        let current = serde_json::to_value(&deployment.status).unwrap_or_default();
+        if !json_subset(&desired, &current) {
+            let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), &namespace);
+            let params = PatchParams {
+                field_manager: Some(FIELD_MANAGER.to_owned()),
+                ..PatchParams::default()
+            };
+            let patch = serde_json::json!({ "status": desired });
+            if let Err(error) = deployments
+                .patch_status(&name, &params, &Patch::Merge(&patch))
+                .await
+            {
+                tracing::debug!(%error, deployment = %name, "failed to write deployment status");
+            }
+        }
+    }
+
+    /// splitmix64.
+    fn next_random(&mut self) -> u64 {
+        self.random = self.random.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.random;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+fn note(type_: EventType, reason: &'static str, message: String, at: Timestamp) -> Note {
+    Note {
+        type_,
+        reason,
+        message,
+        container: None,
+        at,
+    }
+}

@@ -1,0 +1,154 @@
+//! A small event recorder writing `v1` Events, aggregated like client-go's recorder: a repeat of
+//! the same reason and message for the same object bumps `count` and `lastTimestamp` of the
+//! existing Event instead of creating a new one.
+
+use std::collections::HashMap;
+
+use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+
+/// Normal or Warning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    Normal,
+    Warning,
+}
+
+impl EventType {
+    fn as_str(self) -> &'static str {
+        match self {
+            EventType::Normal => "Normal",
+            EventType::Warning => "Warning",
+        }
+    }
+}
+
+/// One event to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    pub type_: EventType,
+    pub reason: &'static str,
+    pub message: String,
+    /// The container the event is about (`fieldPath: spec.containers{name}`).
+    pub container: Option<String>,
+    pub at: Timestamp,
+}
+
+type Key = (String, &'static str, String);
+
+pub struct Recorder {
+    client: Client,
+    component: &'static str,
+    host: String,
+    /// (object uid, reason, message) → (event namespace, event name, count).
+    seen: HashMap<Key, (String, String, i32)>,
+    serial: u64,
+}
+
+impl Recorder {
+    pub fn new(client: Client, component: &'static str, host: &str) -> Self {
+        Self {
+            client,
+            component,
+            host: host.to_owned(),
+            seen: HashMap::new(),
+            serial: 0,
+        }
+    }
+
+    /// Records `note` about `object` (`times` occurrences). Failures are logged, never fatal.
+    pub async fn record(&mut self, object: &ObjectReference, note: &Note, times: i32) {
+        let uid = object.uid.clone().unwrap_or_default();
+        let namespace = object
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".to_owned());
+        let key = (uid, note.reason, note.message.clone());
+        let fields = PatchParams {
+            field_manager: Some(self.component.to_owned()),
+            ..PatchParams::default()
+        };
+        if let Some((ns, name, count)) = self.seen.get(&key).cloned() {
+            let count = count.saturating_add(times);
+            let patch = serde_json::json!({
+                "count": count,
+                "lastTimestamp": Time(note.at),
+            });
+            let api: Api<Event> = Api::namespaced(self.client.clone(), &ns);
+            match api.patch(&name, &fields, &Patch::Merge(&patch)).await {
+                Ok(_) => {
+                    self.seen.insert(key, (ns, name, count));
+                    return;
+                }
+                Err(error) => {
+                    tracing::debug!(%error, event = %name, "failed to update a simulated event");
+                    self.seen.remove(&key);
+                }
+            }
+        }
+        self.serial += 1;
+        let name = format!(
+            "{}.{:x}{:04x}",
+            object.name.as_deref().unwrap_or("object"),
+            note.at.as_nanosecond(),
+            self.serial & 0xffff
+        );
+        let mut involved = object.clone();
+        if let Some(container) = &note.container {
+            involved.field_path = Some(format!("spec.containers{{{container}}}"));
+        }
+        let event = Event {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                namespace: Some(namespace.clone()),
+                ..ObjectMeta::default()
+            },
+            involved_object: involved,
+            reason: Some(note.reason.to_owned()),
+            message: Some(note.message.clone()),
+            type_: Some(note.type_.as_str().to_owned()),
+            count: Some(times),
+            first_timestamp: Some(Time(note.at)),
+            last_timestamp: Some(Time(note.at)),
+            source: Some(EventSource {
+                component: Some(self.component.to_owned()),
+                host: Some(self.host.clone()),
+            }),
+            reporting_component: Some(self.component.to_owned()),
+            reporting_instance: Some(self.host.clone()),
+            ..Event::default()
+        };
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
+        let params = PostParams {
+            field_manager: Some(self.component.to_owned()),
+            ..PostParams::default()
+        };
+        match api.create(&params, &event).await {
+            Ok(_) => {
+                self.seen.insert(key, (namespace, name, times));
+            }
+            Err(error) => tracing::debug!(%error, "failed to create a simulated event"),
+        }
+    }
+
+    /// Forgets the aggregation state of an object that is gone.
+    pub fn forget(&mut self, uid: &str) {
+        self.seen.retain(|(object, _, _), _| object != uid);
+    }
+}
+
+/// A reference to a Kubernetes object for `involvedObject`.
+pub fn reference<K: kube::Resource<DynamicType = ()>>(object: &K) -> ObjectReference {
+    ObjectReference {
+        api_version: Some(K::api_version(&()).into_owned()),
+        kind: Some(K::kind(&()).into_owned()),
+        name: object.meta().name.clone(),
+        namespace: object.meta().namespace.clone(),
+        uid: object.meta().uid.clone(),
+        resource_version: None,
+        field_path: None,
+    }
+}
