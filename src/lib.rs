@@ -12,7 +12,7 @@ pub mod fixtures;
 pub mod graph;
 pub mod manifest;
 pub mod plan;
-pub mod schema;
 pub mod sandbox;
+pub mod schema;
 pub mod sim;
 pub mod stack;

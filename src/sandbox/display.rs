@@ -50,15 +50,24 @@ async fn follow(client: Client, mode: DisplayMode) {
     let api: Api<Platform> = Api::all(client);
     let mut rows: BTreeMap<String, Row> = BTreeMap::new();
     let mut transitions: VecDeque<String> = VecDeque::new();
-    let mut events = watcher(api, watcher::Config::default()).default_backoff().applied_objects().boxed();
+    let mut events = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .applied_objects()
+        .boxed();
     while let Some(event) = events.next().await {
         let Ok(platform) = event else {
             continue;
         };
-        let name = format!("{}/{}", platform.namespace().unwrap_or_default(), platform.name_any());
+        let name = format!(
+            "{}/{}",
+            platform.namespace().unwrap_or_default(),
+            platform.name_any()
+        );
         let status = platform.status.clone().unwrap_or_default();
         let row = Row {
-            phase: status.phase.map_or("Pending".to_string(), |p| p.to_string()),
+            phase: status
+                .phase
+                .map_or("Pending".to_string(), |p| p.to_string()),
             ready: status.ready.unwrap_or_else(|| "-".into()),
             deps: status.dependencies.unwrap_or_else(|| "-".into()),
             wave: status.startup_wave,
@@ -99,10 +108,16 @@ fn redraw(rows: &BTreeMap<String, Row>, transitions: &VecDeque<String>) {
     ordered.sort_by_key(|(name, row)| (row.wave.unwrap_or(i32::MAX), (*name).clone()));
     let mut out = String::from("\x1b[2J\x1b[H");
     out.push_str("platform-operator sandbox: Ctrl-C stops the stack in reverse order\n\n");
-    out.push_str(&format!("{:<5} {:<40} {:<24} {:<6} {:<6} {}\n", "WAVE", "PLATFORM", "PHASE", "READY", "DEPS", "MESSAGE"));
+    out.push_str(&format!(
+        "{:<5} {:<40} {:<24} {:<6} {:<6} {}\n",
+        "WAVE", "PLATFORM", "PHASE", "READY", "DEPS", "MESSAGE"
+    ));
     for (name, row) in ordered {
         let wave = row.wave.map_or("-".to_string(), |w| w.to_string());
-        out.push_str(&format!("{wave:<5} {name:<40} {:<24} {:<6} {:<6} {}\n", row.phase, row.ready, row.deps, row.message));
+        out.push_str(&format!(
+            "{wave:<5} {name:<40} {:<24} {:<6} {:<6} {}\n",
+            row.phase, row.ready, row.deps, row.message
+        ));
     }
     out.push_str("\nRecent transitions:\n");
     for line in transitions {

@@ -57,12 +57,18 @@ impl Sandbox {
         let usage = cluster.usage_recorder();
         let workloads = spawn_workloads(
             cluster.try_client()?,
-            WorkloadConfig::new(cluster.clock().clone()).with_usage_sink(move |report| match report.usage {
-                Some(now) => usage.set(&report.namespace, &report.pod, &now.cpu, &now.memory),
-                None => usage.clear(&report.namespace, &report.pod),
-            }),
+            WorkloadConfig::new(cluster.clock().clone()).with_usage_sink(
+                move |report| match report.usage {
+                    Some(now) => usage.set(&report.namespace, &report.pod, &now.cpu, &now.memory),
+                    None => usage.clear(&report.namespace, &report.pod),
+                },
+            ),
         );
-        Ok(Sandbox { cluster, workloads: Some(workloads), operator: None })
+        Ok(Sandbox {
+            cluster,
+            workloads: Some(workloads),
+            operator: None,
+        })
     }
 
     /// A client of the simulated API server, as `kubectl` or a user would have.

@@ -239,7 +239,9 @@ impl Store {
 
     /// Stops reporting usage for a pod (its container is not running).
     pub fn clear_pod_usage(&self, namespace: &str, pod: &str) {
-        self.lock().usage.remove(&(namespace.to_string(), pod.to_string()));
+        self.lock()
+            .usage
+            .remove(&(namespace.to_string(), pod.to_string()));
     }
 
     pub fn pod_usage(&self, namespace: &str, pod: &str) -> Option<PodUsage> {

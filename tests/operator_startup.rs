@@ -1,0 +1,96 @@
+//! Ordered startup against the simulated cluster.
+
+mod operator_support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use operator_support::*;
+use platform_operator::crd::Phase;
+use platform_operator::fixtures::platform;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_trading_stack_comes_up_strictly_in_order() {
+    let sandbox = sandbox().await;
+    let client = sandbox.client();
+    apply(&client, &chain(&TRADING, "1s")).await;
+    let done = wait_for(
+        &client,
+        "the trading stack Running",
+        Duration::from_secs(30),
+        all_in(Phase::Running, &TRADING),
+    )
+    .await;
+    for name in TRADING {
+        let (ready, _) = condition(&done[name], "Ready").expect("Ready condition");
+        assert_eq!(ready, "True", "{name} Ready");
+    }
+    let writes = sandbox.cluster.writes();
+    assert_started_in_order(&writes, &chain_dependencies(&TRADING));
+    let starts = starts(&writes);
+    let order: Vec<&str> = {
+        let mut by_seq: Vec<(&u64, &String)> = starts.iter().map(|(n, s)| (s, n)).collect();
+        by_seq.sort();
+        by_seq.into_iter().map(|(_, n)| n.as_str()).collect()
+    };
+    assert_eq!(order, TRADING.to_vec());
+    let waves: Vec<Option<i32>> = TRADING
+        .iter()
+        .map(|n| done[*n].status.as_ref().and_then(|s| s.startup_wave))
+        .collect();
+    assert_eq!(waves, (0..6).map(Some).collect::<Vec<_>>());
+    sandbox.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_wave_starts_in_parallel() {
+    let sandbox = sandbox().await;
+    let client = sandbox.client();
+    let slow = "4s";
+    let mut stack = vec![
+        platform("root")
+            .pod_annotation("sim.pmp.dev/ready-after", "1s")
+            .build(),
+    ];
+    let wide: Vec<String> = (0..6).map(|i| format!("wide-{i}")).collect();
+    for name in &wide {
+        stack.push(
+            platform(name)
+                .depends_on(["root"])
+                .pod_annotation("sim.pmp.dev/ready-after", slow)
+                .build(),
+        );
+    }
+    stack.push(
+        platform("join")
+            .depends_on(wide.iter().map(String::as_str))
+            .build(),
+    );
+    apply(&client, &stack).await;
+    let mut all: Vec<&str> = wide.iter().map(String::as_str).collect();
+    all.extend(["root", "join"]);
+    wait_for(
+        &client,
+        "the diamond Running",
+        Duration::from_secs(30),
+        all_in(Phase::Running, &all),
+    )
+    .await;
+
+    let writes = sandbox.cluster.writes();
+    let starts = starts(&writes);
+    let ready = first_ready(&writes);
+    let last_wide_start = wide.iter().map(|n| starts[n]).max().expect("starts");
+    let first_wide_ready = wide.iter().map(|n| ready[n]).min().expect("ready");
+    assert!(
+        last_wide_start < first_wide_ready,
+        "every platform of wave 1 starts before any of them is Ready (a wave does not wait for unrelated platforms)"
+    );
+    let dependencies: BTreeMap<String, Vec<String>> = wide
+        .iter()
+        .map(|n| (n.clone(), vec!["root".to_string()]))
+        .chain([("join".to_string(), wide.clone())])
+        .collect();
+    assert_started_in_order(&writes, &dependencies);
+    sandbox.shutdown().await;
+}
