@@ -6,6 +6,7 @@
 //! - [`graph`]: pure dependency logic (validation, waves, closures, critical path);
 //! - [`sim`]: the simulated Kubernetes API server used by tests and `sandbox`.
 
+pub mod api;
 pub mod controller;
 pub mod crd;
 pub mod fixtures;

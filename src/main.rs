@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use platform_operator::{crd, graph, plan};
 
+mod commands;
+
 #[derive(Parser)]
 #[command(
     name = "platform-operator",
@@ -38,6 +40,10 @@ enum Command {
         #[arg(short = 'n', long, default_value = "default")]
         namespace: String,
     },
+    /// Run the operator against the cluster of the current kube config (or in-cluster).
+    Run(commands::RunArgs),
+    /// Start a simulated cluster, load manifests and run the operator against it, live.
+    Sandbox(commands::SandboxArgs),
     /// Benchmarks (numbers, not pass/fail).
     Bench {
         #[command(subcommand)]
@@ -62,6 +68,9 @@ enum Bench {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Bring up a layered stack in the simulated cluster and measure gating latency,
+    /// convergence against the critical path, writes and memory.
+    Startup(commands::StartupArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -74,6 +83,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Crds { out_dir } => write_crds(out_dir),
+        Command::Run(args) => commands::run(args),
+        Command::Sandbox(args) => commands::sandbox(args),
+        Command::Bench {
+            bench: Bench::Startup(args),
+        } => commands::bench_startup(args),
         Command::Plan {
             files,
             output,
@@ -150,7 +164,7 @@ fn write_crds(out_dir: Option<PathBuf>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn fail(message: &str) -> ExitCode {
+pub(crate) fn fail(message: &str) -> ExitCode {
     eprintln!("error: {message}");
     ExitCode::from(2)
 }

@@ -3,6 +3,7 @@
 //! API server through an ordinary kube `Client`. The `sandbox` and `bench` commands and the
 //! operator's integration tests all run on it.
 
+pub mod bench;
 mod display;
 
 use std::net::SocketAddr;

@@ -306,11 +306,12 @@ impl SimCluster {
         };
         docs.into_iter()
             .filter(|d| !d.is_null())
-            .map(|doc| self.apply_one(doc))
+            .map(|doc| self.apply_document(doc))
             .collect()
     }
 
-    fn apply_one(&self, doc: Value) -> Result<ObjectRef, ApiError> {
+    /// Server-side applies one document, as `apply_manifests` does for each.
+    pub fn apply_document(&self, doc: Value) -> Result<ObjectRef, ApiError> {
         let api_version = doc
             .get("apiVersion")
             .and_then(Value::as_str)
