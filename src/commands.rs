@@ -41,7 +41,11 @@ pub struct RunArgs {
 #[derive(Args)]
 pub struct SandboxArgs {
     /// Manifest files or directories to load.
-    #[arg(short = 'f', long = "filename", default_value = "deploy/examples/trading-stack.yaml")]
+    #[arg(
+        short = 'f',
+        long = "filename",
+        default_value = "deploy/examples/trading-stack.yaml"
+    )]
     files: Vec<PathBuf>,
     /// Address of the simulated API server (plain HTTP).
     #[arg(long, default_value = "127.0.0.1:6443")]
@@ -81,8 +85,11 @@ pub struct StartupArgs {
 }
 
 fn init_logging(format: LogFormat, default_level: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
@@ -114,9 +121,15 @@ pub fn run(args: RunArgs) -> ExitCode {
         };
         let operator = Operator::start(client, config);
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let probes = tokio::spawn(api::serve(args.probe_addr, ApiState { stores: operator.stores().clone() }, async {
-            let _ = stop_rx.await;
-        }));
+        let probes = tokio::spawn(api::serve(
+            args.probe_addr,
+            ApiState {
+                stores: operator.stores().clone(),
+            },
+            async {
+                let _ = stop_rx.await;
+            },
+        ));
         tracing::info!("platform-operator running");
         shutdown_signal().await;
         tracing::info!("shutting down");
@@ -139,29 +152,54 @@ pub fn sandbox(args: SandboxArgs) -> ExitCode {
 }
 
 async fn run_sandbox(args: SandboxArgs, live: bool) -> ExitCode {
-    let config = SandboxConfig { kube_addr: args.kube_addr, speed: args.speed, ..SandboxConfig::default() };
+    let config = SandboxConfig {
+        kube_addr: args.kube_addr,
+        speed: args.speed,
+        ..SandboxConfig::default()
+    };
     let mut sandbox = match Sandbox::start(config).await {
         Ok(sandbox) => sandbox,
         Err(error) => return fail(&format!("failed to start the simulated cluster: {error}")),
     };
     if let Err(error) = sandbox.cluster.write_kubeconfig(&args.kubeconfig_out) {
-        return fail(&format!("failed to write {}: {error}", args.kubeconfig_out.display()));
+        return fail(&format!(
+            "failed to write {}: {error}",
+            args.kubeconfig_out.display()
+        ));
     }
-    println!("Simulated cluster on http://{} (speed {}x).", sandbox.cluster.addr(), args.speed);
-    println!("Use it with: kubectl --kubeconfig {} get platforms -A", args.kubeconfig_out.display());
+    println!(
+        "Simulated cluster on http://{} (speed {}x).",
+        sandbox.cluster.addr(),
+        args.speed
+    );
+    println!(
+        "Use it with: kubectl --kubeconfig {} get platforms -A",
+        args.kubeconfig_out.display()
+    );
 
     let loaded = load_manifests(&sandbox, &args.files);
-    println!("Loaded {loaded} objects. Starting the operator; Ctrl-C stops the stack in reverse order.\n");
+    println!(
+        "Loaded {loaded} objects. Starting the operator; Ctrl-C stops the stack in reverse order.\n"
+    );
     let operator = match sandbox.start_operator() {
         Ok(operator) => operator,
         Err(error) => return fail(&format!("failed to start the operator: {error}")),
     };
-    let state = ApiState { stores: operator.stores().clone() };
+    let state = ApiState {
+        stores: operator.stores().clone(),
+    };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(api::serve(args.api_addr, state, async {
         let _ = stop_rx.await;
     }));
-    let display = Display::spawn(sandbox.client(), if live { DisplayMode::Live } else { DisplayMode::Lines });
+    let display = Display::spawn(
+        sandbox.client(),
+        if live {
+            DisplayMode::Live
+        } else {
+            DisplayMode::Lines
+        },
+    );
 
     shutdown_signal().await;
     println!("\nStopping the stack in reverse dependency order...");
@@ -169,7 +207,10 @@ async fn run_sandbox(args: SandboxArgs, live: bool) -> ExitCode {
     display.stop();
     let _ = stop_tx.send(());
     if let Ok(Err(error)) = server.await {
-        eprintln!("warning: the HTTP server on {} failed: {error}", args.api_addr);
+        eprintln!(
+            "warning: the HTTP server on {} failed: {error}",
+            args.api_addr
+        );
     }
     sandbox.shutdown().await;
     match stopped {
@@ -207,14 +248,21 @@ fn load_manifests(sandbox: &Sandbox, files: &[PathBuf]) -> usize {
 /// none has pods left.
 async fn stop_everything(sandbox: &Sandbox) -> Result<(), String> {
     let api: Api<Platform> = Api::all(sandbox.client());
-    let platforms = api.list(&ListParams::default()).await.map_err(|e| format!("failed to list platforms: {e}"))?;
+    let platforms = api
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| format!("failed to list platforms: {e}"))?;
     for platform in &platforms.items {
-        let (Some(namespace), Some(name)) = (&platform.metadata.namespace, &platform.metadata.name) else {
+        let (Some(namespace), Some(name)) = (&platform.metadata.namespace, &platform.metadata.name)
+        else {
             continue;
         };
         let namespaced: Api<Platform> = Api::namespaced(sandbox.client(), namespace);
         let patch = json!({"spec": {"desiredState": "Stopped"}});
-        let params = PatchParams { field_manager: Some("sandbox".into()), ..Default::default() };
+        let params = PatchParams {
+            field_manager: Some("sandbox".into()),
+            ..Default::default()
+        };
         namespaced
             .patch(name, &params, &Patch::Merge(patch))
             .await
@@ -222,10 +270,20 @@ async fn stop_everything(sandbox: &Sandbox) -> Result<(), String> {
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
     loop {
-        let current = api.list(&ListParams::default()).await.map_err(|e| format!("failed to list platforms: {e}"))?;
+        let current = api
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| format!("failed to list platforms: {e}"))?;
         let settled = current.items.iter().all(|p| {
-            matches!(p.status.as_ref().and_then(|s| s.phase), Some(Phase::Stopped | Phase::Blocked | Phase::Pending) | None)
-                && p.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0) == 0
+            matches!(
+                p.status.as_ref().and_then(|s| s.phase),
+                Some(Phase::Stopped | Phase::Blocked | Phase::Pending) | None
+            ) && p
+                .status
+                .as_ref()
+                .and_then(|s| s.ready_replicas)
+                .unwrap_or(0)
+                == 0
         });
         if settled {
             return Ok(());
@@ -271,6 +329,7 @@ pub fn bench_startup(args: StartupArgs) -> ExitCode {
         report.events_per_platform,
         report.peak_rss_mb
     );
+    println!("operator writes by target: {:?}", report.operator_writes);
     if let Some(path) = args.json {
         let text = match serde_json::to_string_pretty(&report) {
             Ok(text) => text,

@@ -36,11 +36,21 @@ async fn readyz(State(state): State<ApiState>) -> (StatusCode, Json<serde_json::
         ("configmaps", is_synced(&stores.configmaps)),
         ("pods", is_synced(&stores.pods)),
     ];
-    let pending: Vec<&str> = synced.iter().filter(|(_, ready)| !ready).map(|(name, _)| *name).collect();
+    let pending: Vec<&str> = synced
+        .iter()
+        .filter(|(_, ready)| !ready)
+        .map(|(name, _)| *name)
+        .collect();
     if pending.is_empty() {
-        (StatusCode::OK, Json(json!({"status": "ready", "platforms": stores.platforms.len()})))
+        (
+            StatusCode::OK,
+            Json(json!({"status": "ready", "platforms": stores.platforms.len()})),
+        )
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "syncing", "pending": pending})))
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "syncing", "pending": pending})),
+        )
     }
 }
 
@@ -50,11 +60,20 @@ where
     K: kube::runtime::reflector::Lookup + Clone + 'static,
     K::DynamicType: Eq + std::hash::Hash + Clone,
 {
-    matches!(futures::FutureExt::now_or_never(store.wait_until_ready()), Some(Ok(())))
+    matches!(
+        futures::FutureExt::now_or_never(store.wait_until_ready()),
+        Some(Ok(()))
+    )
 }
 
 /// Serves the router on `addr` until `shutdown` resolves.
-pub async fn serve(addr: SocketAddr, state: ApiState, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+pub async fn serve(
+    addr: SocketAddr,
+    state: ApiState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
 }

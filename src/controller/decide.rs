@@ -272,7 +272,8 @@ fn decide_finalizer(observed: &Observed, decision: &mut Decision) {
             }
             decision.finalizer = Some(FinalizerChange::Remove);
         }
-    } else if !has && (decision.replicas.is_some() || decision.starts) {
+    } else if !has {
+        // Added on first sight rather than at start, to keep the write off the gating path.
         decision.finalizer = Some(FinalizerChange::Add);
     }
 }

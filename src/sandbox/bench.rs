@@ -44,6 +44,8 @@ pub struct StartupReport {
     pub overhead_ratio: f64,
     pub writes_per_platform: f64,
     pub events_per_platform: f64,
+    /// The operator's writes by target (`platforms/status`, `deployments`, ...).
+    pub operator_writes: BTreeMap<String, usize>,
     pub peak_rss_mb: f64,
 }
 
@@ -60,13 +62,18 @@ pub enum BenchError {
 
 /// Runs the benchmark once.
 pub async fn run_startup_bench(bench: &StartupBench) -> Result<StartupReport, BenchError> {
-    let mut sandbox = Sandbox::start(SandboxConfig { speed: bench.speed, ..SandboxConfig::default() }).await?;
+    let mut sandbox = Sandbox::start(SandboxConfig {
+        speed: bench.speed,
+        ..SandboxConfig::default()
+    })
+    .await?;
     let stack = layered_stack(bench);
     create_all(&sandbox, &stack, bench.ready_after).await?;
 
     let begin = Instant::now();
     sandbox.start_operator()?;
-    let real_critical = Duration::from_secs_f64(bench.ready_after.as_secs_f64() * bench.depth as f64 / bench.speed);
+    let real_critical =
+        Duration::from_secs_f64(bench.ready_after.as_secs_f64() * bench.depth as f64 / bench.speed);
     let timeout = real_critical * 10 + Duration::from_secs(60);
     let converged = wait_all_ready(&sandbox, stack.len(), begin, timeout).await;
     let writes = sandbox.cluster.writes();
@@ -76,7 +83,10 @@ pub async fn run_startup_bench(bench: &StartupBench) -> Result<StartupReport, Be
     let graph = Graph::build(
         stack.iter().map(|(name, deps)| NodeInput {
             key: NodeKey::new(TEST_NAMESPACE, name.clone()),
-            depends_on: deps.iter().map(|d| NodeKey::new(TEST_NAMESPACE, d.clone())).collect(),
+            depends_on: deps
+                .iter()
+                .map(|d| NodeKey::new(TEST_NAMESPACE, d.clone()))
+                .collect(),
         }),
         &[],
     );
@@ -86,7 +96,18 @@ pub async fn run_startup_bench(bench: &StartupBench) -> Result<StartupReport, Be
     let mut latencies = gating_latencies(&writes, &stack);
     latencies.sort_by(f64::total_cmp);
     let operator_writes = writes.iter().filter(|w| w.actor == FIELD_MANAGER).count();
-    let events = writes.iter().filter(|w| w.resource.plural == "events").count();
+    let mut by_target: BTreeMap<String, usize> = BTreeMap::new();
+    for w in writes.iter().filter(|w| w.actor == FIELD_MANAGER) {
+        let target = match &w.subresource {
+            Some(sub) => format!("{}/{sub}", w.resource.plural),
+            None => w.resource.plural.clone(),
+        };
+        *by_target.entry(target).or_default() += 1;
+    }
+    let events = writes
+        .iter()
+        .filter(|w| w.resource.plural == "events")
+        .count();
     Ok(StartupReport {
         platforms: stack.len(),
         depth: bench.depth,
@@ -95,9 +116,14 @@ pub async fn run_startup_bench(bench: &StartupBench) -> Result<StartupReport, Be
         gating_latency_ms_max: latencies.last().copied().unwrap_or(0.0),
         converge_ms,
         critical_path_ms: critical_ms,
-        overhead_ratio: if critical_ms > 0.0 { converge_ms / critical_ms } else { 0.0 },
+        overhead_ratio: if critical_ms > 0.0 {
+            converge_ms / critical_ms
+        } else {
+            0.0
+        },
         writes_per_platform: operator_writes as f64 / stack.len().max(1) as f64,
         events_per_platform: events as f64 / stack.len().max(1) as f64,
+        operator_writes: by_target,
         peak_rss_mb: peak_rss_mb(),
     })
 }
@@ -136,7 +162,11 @@ fn layered_stack(bench: &StartupBench) -> Vec<(String, Vec<String>)> {
     stack
 }
 
-async fn create_all(sandbox: &Sandbox, stack: &[(String, Vec<String>)], ready_after: Duration) -> Result<(), BenchError> {
+async fn create_all(
+    sandbox: &Sandbox,
+    stack: &[(String, Vec<String>)],
+    ready_after: Duration,
+) -> Result<(), BenchError> {
     let api: Api<Platform> = Api::namespaced(sandbox.client(), TEST_NAMESPACE);
     let ready_after = format!("{}ms", ready_after.as_millis());
     let results = futures::stream::iter(stack.iter().map(|(name, deps)| {
@@ -150,18 +180,33 @@ async fn create_all(sandbox: &Sandbox, stack: &[(String, Vec<String>)], ready_af
             let mut body = serde_json::to_value(&platform).unwrap_or(Value::Null);
             body["apiVersion"] = "pmp.dev/v1alpha1".into();
             body["kind"] = "Platform".into();
-            api.patch(name, &PatchParams::apply("bench").force(), &Patch::Apply(body))
-                .await
-                .map_err(|source| BenchError::Create { name: name.clone(), source })
+            api.patch(
+                name,
+                &PatchParams::apply("bench").force(),
+                &Patch::Apply(body),
+            )
+            .await
+            .map_err(|source| BenchError::Create {
+                name: name.clone(),
+                source,
+            })
         }
     }))
     .buffer_unordered(16)
     .collect::<Vec<_>>()
     .await;
-    results.into_iter().collect::<Result<Vec<_>, _>>().map(|_| ())
+    results
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .map(|_| ())
 }
 
-async fn wait_all_ready(sandbox: &Sandbox, total: usize, begin: Instant, timeout: Duration) -> Option<Duration> {
+async fn wait_all_ready(
+    sandbox: &Sandbox,
+    total: usize,
+    begin: Instant,
+    timeout: Duration,
+) -> Option<Duration> {
     loop {
         let ready = first_ready_writes(&sandbox.cluster.writes());
         if ready.len() >= total {
@@ -179,7 +224,10 @@ async fn wait_all_ready(sandbox: &Sandbox, total: usize, begin: Instant, timeout
 fn first_ready_writes(writes: &[WriteRecord]) -> BTreeMap<String, Instant> {
     let mut ready = BTreeMap::new();
     for w in writes {
-        if w.resource.plural == "platforms" && w.subresource.as_deref() == Some("status") && is_ready(&w.object) {
+        if w.resource.plural == "platforms"
+            && w.subresource.as_deref() == Some("status")
+            && is_ready(&w.object)
+        {
             ready.entry(w.name.clone()).or_insert(w.at);
         }
     }
@@ -190,7 +238,10 @@ fn is_ready(object: &Value) -> bool {
     object
         .pointer("/status/conditions")
         .and_then(Value::as_array)
-        .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+        .is_some_and(|c| {
+            c.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
 }
 
 /// For every platform with dependencies: time from its last dependency's Ready transition to
@@ -199,8 +250,16 @@ fn gating_latencies(writes: &[WriteRecord], stack: &[(String, Vec<String>)]) -> 
     let ready = first_ready_writes(writes);
     let mut started: BTreeMap<&str, Instant> = BTreeMap::new();
     for w in writes {
-        let replicas = w.object.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0);
-        if w.actor == FIELD_MANAGER && w.resource.plural == "deployments" && w.subresource.is_none() && replicas > 0 {
+        let replicas = w
+            .object
+            .pointer("/spec/replicas")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        if w.actor == FIELD_MANAGER
+            && w.resource.plural == "deployments"
+            && w.subresource.is_none()
+            && replicas > 0
+        {
             started.entry(w.name.as_str()).or_insert(w.at);
         }
     }
@@ -208,9 +267,19 @@ fn gating_latencies(writes: &[WriteRecord], stack: &[(String, Vec<String>)]) -> 
         .iter()
         .filter(|(_, deps)| !deps.is_empty())
         .filter_map(|(name, deps)| {
-            let last_dependency = deps.iter().map(|d| ready.get(d)).collect::<Option<Vec<_>>>()?.into_iter().max()?;
+            let last_dependency = deps
+                .iter()
+                .map(|d| ready.get(d))
+                .collect::<Option<Vec<_>>>()?
+                .into_iter()
+                .max()?;
             let start = started.get(name.as_str())?;
-            Some(start.saturating_duration_since(*last_dependency).as_secs_f64() * 1000.0)
+            Some(
+                start
+                    .saturating_duration_since(*last_dependency)
+                    .as_secs_f64()
+                    * 1000.0,
+            )
         })
         .collect()
 }

@@ -88,7 +88,11 @@ fn waits_without_a_deployment_while_a_dependency_is_not_ready() {
     assert_eq!(d.phase, Phase::WaitingForDependencies);
     assert!(d.message.contains('a'));
     assert!(d.actions.is_empty());
-    assert_eq!(d.finalizer, None, "nothing to protect yet");
+    assert_eq!(
+        d.finalizer,
+        Some(FinalizerChange::Add),
+        "added on first sight, off the gating path"
+    );
 }
 
 #[test]
