@@ -22,7 +22,7 @@ use kube::{Api, Client};
 use tokio::sync::{Notify, watch};
 
 use super::events::{EventType, Note, Recorder, reference};
-use super::observe::{cache, stopped};
+use super::observe::{cache, sleep_until, stopped};
 use super::pod_status::json_subset;
 use super::pods::{is_terminating, owned_pods, pod_from_template, pod_name};
 use super::rollout::{Plan, plan};
@@ -103,12 +103,7 @@ impl DeploymentController {
             tokio::select! {
                 _ = wake.notified() => {}
                 _ = retry => {}
-                _ = async {
-                    match next {
-                        Some(at) => self.clock.sleep_until(at).await,
-                        None => std::future::pending().await,
-                    }
-                } => {}
+                _ = sleep_until(&self.clock, next) => {}
                 _ = stopped(&mut stop) => break,
             }
         }

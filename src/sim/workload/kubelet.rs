@@ -15,7 +15,7 @@ use kube::{Api, Client};
 use tokio::sync::{Notify, watch};
 
 use super::events::{EventType, Note, Recorder, reference};
-use super::observe::{cache, stopped};
+use super::observe::{cache, sleep_until, stopped};
 use super::pod_status::{Placement, json_subset, pod_status};
 use super::quantity::Resource;
 use super::script::{PodScript, parse_script};
@@ -260,6 +260,10 @@ impl Kubelet {
             }
             return None;
         }
+        if removal_requested {
+            // Removal was requested: the watch event of the deletion comes next.
+            return None;
+        }
         snapshot.next_transition
     }
 
@@ -285,13 +289,6 @@ fn stopping(pod: &Pod) -> Option<Stopping> {
         requested_at,
         deadline,
     })
-}
-
-async fn sleep_until(clock: &SimClock, at: Option<Timestamp>) {
-    match at {
-        Some(at) => clock.sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }
 
 fn report(sink: &Option<UsageSink>, namespace: &str, pod: &str, usage: Option<ResourceUsage>) {
