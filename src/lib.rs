@@ -7,5 +7,10 @@
 //! - [`sim`]: the simulated Kubernetes API server used by tests and `sandbox`.
 
 pub mod crd;
+pub mod fixtures;
 pub mod graph;
+pub mod manifest;
+pub mod plan;
+pub mod schema;
 pub mod sim;
+pub mod stack;

@@ -1,0 +1,33 @@
+# Everything CI runs is `make ci`; `.ci/run` installs the tools and calls it.
+CARGO ?= cargo
+BENCH_DIR ?= bench-results
+
+.PHONY: build test lint fmt crds yaml-lint ci bench bench-graph
+
+build:
+	$(CARGO) build --locked --release
+
+test:
+	$(CARGO) test --locked --all-targets
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+# Regenerates crds/ from the Rust types (a test fails when they drift apart).
+crds:
+	$(CARGO) run --locked --quiet -- crds --out-dir crds
+
+yaml-lint:
+	yamllint --strict -c .yamllint.yaml crds deploy
+
+ci: lint yaml-lint test
+
+bench: bench-graph
+
+bench-graph:
+	mkdir -p $(BENCH_DIR)
+	$(CARGO) run --locked --release --quiet -- bench graph --platforms 100000 --edges 300000 --json $(BENCH_DIR)/graph.json
