@@ -213,12 +213,27 @@ async fn replicas_become_ready_and_scale_to_zero() {
 }
 
 #[tokio::test]
-async fn a_restart_annotation_rolls_the_pods_without_a_moment_of_zero_ready() {
+async fn a_restart_annotation_rolls_one_replica_with_a_surge_and_no_moment_of_zero_ready() {
+    let max_pods = rolling_restart(1).await;
+    assert_eq!(max_pods, 2, "maxSurge 1 for one replica");
+}
+
+#[tokio::test]
+async fn a_restart_annotation_rolls_two_replicas_without_a_moment_of_zero_ready() {
+    let max_pods = rolling_restart(2).await;
+    assert_eq!(max_pods, 3, "maxSurge 25% of 2 rounds up to 1");
+}
+
+/// Restarts a Deployment of `replicas` pods through a template annotation; checks that every
+/// pod is replaced, that the number of ready pods never drops below `replicas` (maxUnavailable
+/// rounds down to 0) and returns the most non-terminating pods seen at once.
+async fn rolling_restart(replicas: i32) -> usize {
     let s = start().await;
-    s.create(deployment("api", 2, json!({}))).await;
-    let old: Vec<String> = eventually("2 ready pods", || async {
+    let wanted = usize::try_from(replicas).unwrap();
+    s.create(deployment("api", replicas, json!({}))).await;
+    let old: Vec<String> = eventually("ready pods", || async {
         let pods = s.pods_of("api").await;
-        (pods.len() == 2 && pods.iter().all(is_ready)).then(|| {
+        (pods.len() == wanted && pods.iter().all(is_ready)).then(|| {
             pods.iter()
                 .map(|p| p.metadata.name.clone().unwrap())
                 .collect()
@@ -230,7 +245,9 @@ async fn a_restart_annotation_rolls_the_pods_without_a_moment_of_zero_ready() {
     let (store, writer) = reflector::store::<Pod>();
     let watch = reflector::reflector(writer, watcher(s.pods(), watcher::Config::default()));
     let min_ready = Arc::new(Mutex::new(usize::MAX));
+    let max_pods = Arc::new(Mutex::new(0));
     let seen = min_ready.clone();
+    let most = max_pods.clone();
     let follower = tokio::spawn(async move {
         let mut watch = std::pin::pin!(watch);
         while let Some(Ok(event)) = watch.next().await {
@@ -238,7 +255,14 @@ async fn a_restart_annotation_rolls_the_pods_without_a_moment_of_zero_ready() {
             if matches!(event, watcher::Event::Init | watcher::Event::InitApply(_)) {
                 continue;
             }
-            let ready = store.state().iter().filter(|p| is_ready(p)).count();
+            let state = store.state();
+            let ready = state.iter().filter(|p| is_ready(p)).count();
+            let live = state
+                .iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
+                .count();
+            let mut most = most.lock().unwrap();
+            *most = (*most).max(live);
             let mut min = seen.lock().unwrap();
             *min = (*min).min(ready);
         }
@@ -255,21 +279,22 @@ async fn a_restart_annotation_rolls_the_pods_without_a_moment_of_zero_ready() {
         )
         .await
         .unwrap();
-    let new = eventually("2 new ready pods and no old ones", || async {
+    let new = eventually("new ready pods and no old ones", || async {
         let pods = s.pods_of("api").await;
         let fresh: Vec<&Pod> = pods
             .iter()
             .filter(|p| !old.contains(p.metadata.name.as_ref().unwrap()))
             .collect();
-        (pods.len() == 2 && fresh.len() == 2 && fresh.iter().all(|p| is_ready(p))).then_some(pods)
+        (pods.len() == wanted && fresh.len() == wanted && fresh.iter().all(|p| is_ready(p)))
+            .then_some(pods)
     })
     .await;
     let d = eventually("rollout complete", || async {
         let d = s.deployments().get("api").await.ok()?;
         let st = d.status.as_ref()?;
-        (st.updated_replicas == Some(2)
-            && st.available_replicas == Some(2)
-            && st.replicas == Some(2)
+        (st.updated_replicas == Some(replicas)
+            && st.available_replicas == Some(replicas)
+            && st.replicas == Some(replicas)
             && condition(&d, "Progressing").is_some_and(|c| c.1 == "NewReplicaSetAvailable"))
         .then_some(d)
     })
@@ -277,7 +302,7 @@ async fn a_restart_annotation_rolls_the_pods_without_a_moment_of_zero_ready() {
     follower.abort();
     let min = *min_ready.lock().unwrap();
     assert!(
-        min >= 1 && min != usize::MAX,
+        min >= wanted && min != usize::MAX,
         "ready pods dropped to {min} during the rollout"
     );
     for pod in &new {
@@ -288,6 +313,7 @@ async fn a_restart_annotation_rolls_the_pods_without_a_moment_of_zero_ready() {
     }
     assert_eq!(d.status.unwrap().observed_generation, Some(2));
     s.stop().await;
+    *max_pods.lock().unwrap()
 }
 
 #[tokio::test]
@@ -617,5 +643,37 @@ async fn an_invalid_annotation_gives_a_warning_and_the_default() {
     })
     .await;
     assert!(warning.message.unwrap().contains("sim.pmp.dev/ready-after"));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_settled_deployment_writes_nothing_more() {
+    let s = start().await;
+    s.create(deployment("calm", 2, json!({}))).await;
+    eventually("a complete rollout", || async {
+        let d = s.deployments().get("calm").await.ok()?;
+        condition(&d, "Progressing")
+            .is_some_and(|c| c.1 == "NewReplicaSetAvailable")
+            .then_some(())
+    })
+    .await;
+    // Let the caches catch up with the last writes.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let managers = ["sim-kubelet", "sim-deployment-controller"];
+    let ours = |writes: &[platform_operator::sim::WriteRecord]| {
+        writes
+            .iter()
+            .filter(|w| managers.contains(&w.actor.as_str()))
+            .count()
+    };
+    let before = ours(&s.sim.writes());
+    assert!(
+        before >= 4,
+        "pods and status were written by the field managers"
+    );
+    // An hour of simulated time without any change: no status rewrites, no polling writes.
+    s.sim.clock().advance(Duration::from_secs(3600));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(ours(&s.sim.writes()), before);
     s.stop().await;
 }

@@ -59,7 +59,12 @@ struct Expectation {
 
 impl DeploymentController {
     pub(super) fn new(client: Client, clock: SimClock, node_name: String) -> Self {
-        let recorder = Recorder::new(client.clone(), "deployment-controller", &node_name);
+        let recorder = Recorder::new(
+            client.clone(),
+            FIELD_MANAGER,
+            "deployment-controller",
+            &node_name,
+        );
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0x5eed, |d| d.as_nanos() as u64);

@@ -60,7 +60,7 @@ impl Kubelet {
         host_ip: String,
         usage_sink: Option<UsageSink>,
     ) -> Self {
-        let recorder = Recorder::new(client.clone(), "kubelet", &node_name);
+        let recorder = Recorder::new(client.clone(), FIELD_MANAGER, "kubelet", &node_name);
         Self {
             client,
             clock,
