@@ -677,3 +677,40 @@ async fn a_settled_deployment_writes_nothing_more() {
     assert_eq!(ours(&s.sim.writes()), before);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn fail_start_keeps_the_pod_pending_until_it_recovers() {
+    let s = start().await;
+    let (pods, follower) = follow(s.pods());
+    s.create(deployment(
+        "pull",
+        1,
+        json!({"sim.pmp.dev/fail-start": "ImagePullBackOff", "sim.pmp.dev/recover-after": "20s"}),
+    ))
+    .await;
+    let running = eventually("the pod running and ready", || async {
+        s.pods_of("pull").await.into_iter().find(is_ready)
+    })
+    .await;
+    assert_eq!(container(&running).restart_count, 0);
+    let history = pods.lock().unwrap().clone();
+    let stuck = history
+        .iter()
+        .find(|p| {
+            container(p)
+                .state
+                .and_then(|s| s.waiting)
+                .is_some_and(|w| w.reason.as_deref() == Some("ImagePullBackOff"))
+        })
+        .expect("the pod waited with ImagePullBackOff");
+    assert_eq!(
+        stuck.status.as_ref().unwrap().phase.as_deref(),
+        Some("Pending")
+    );
+    let name = running.metadata.name.clone().unwrap();
+    let failed = s.events_for(&name).await;
+    assert!(failed.iter().any(|e| e.reason.as_deref() == Some("Failed")
+        && e.type_.as_deref() == Some("Warning")));
+    follower.abort();
+    s.stop().await;
+}

@@ -159,12 +159,15 @@ impl Kubelet {
             let pod_ip = status
                 .and_then(|s| s.pod_ip.clone())
                 .unwrap_or_else(|| self.allocate_ip());
+            // A pod that already has a start time was admitted by an earlier kubelet, which
+            // also reported its past: only what happens from now on gets events.
+            let emitted_through = status.and_then(|s| s.start_time.as_ref()).map(|_| now);
             self.pods.insert(
                 uid.to_owned(),
                 PodMemory {
                     admitted,
                     pod_ip,
-                    emitted_through: None,
+                    emitted_through,
                     removal_requested: false,
                     last_usage: None,
                     namespace: namespace.clone(),
