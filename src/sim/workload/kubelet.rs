@@ -193,7 +193,6 @@ impl Kubelet {
         };
         let (snapshot, happenings) = simulate(&script, anchors, now, memory.emitted_through);
         let placement = Placement {
-            node_name: self.node_name.clone(),
             host_ip: self.host_ip.clone(),
             pod_ip: memory.pod_ip.clone(),
         };
