@@ -134,6 +134,7 @@ async fn a_deleted_pod_is_stopped_removed_and_replaced() {
     })
     .await;
     let name = first.metadata.name.clone().unwrap();
+    let (history, follower) = follow(s.pods());
     let started = s.sim.clock().now();
     s.pods()
         .delete(&name, &DeleteParams::default())
@@ -141,10 +142,15 @@ async fn a_deleted_pod_is_stopped_removed_and_replaced() {
         .unwrap();
     // Stopped at once: terminated, not ready, still there during the stop time.
     let stopping = eventually("a stopped container", || async {
-        let pod = s.pods().get(&name).await.ok()?;
-        container(&pod).state?.terminated.is_some().then_some(pod)
+        let versions = history.lock().unwrap().clone();
+        versions.into_iter().find(|p| {
+            p.metadata.name.as_deref() == Some(name.as_str())
+                && container(p).state.is_some_and(|s| s.terminated.is_some())
+        })
     })
     .await;
+    follower.abort();
+    assert!(stopping.metadata.deletion_timestamp.is_some());
     assert!(!is_ready(&stopping));
     assert_eq!(
         container(&stopping)
