@@ -22,7 +22,7 @@ use kube::{Api, Client};
 use tokio::sync::{Notify, watch};
 
 use super::events::{EventType, Note, Recorder, reference};
-use super::observe::{cache, stopped};
+use super::observe::{cache, sleep_until, stopped};
 use super::pod_status::json_subset;
 use super::pods::{is_terminating, owned_pods, pod_from_template, pod_name};
 use super::rollout::{Plan, plan};
@@ -59,7 +59,12 @@ struct Expectation {
 
 impl DeploymentController {
     pub(super) fn new(client: Client, clock: SimClock, node_name: String) -> Self {
-        let recorder = Recorder::new(client.clone(), "deployment-controller", &node_name);
+        let recorder = Recorder::new(
+            client.clone(),
+            FIELD_MANAGER,
+            "deployment-controller",
+            &node_name,
+        );
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0x5eed, |d| d.as_nanos() as u64);
@@ -103,12 +108,7 @@ impl DeploymentController {
             tokio::select! {
                 _ = wake.notified() => {}
                 _ = retry => {}
-                _ = async {
-                    match next {
-                        Some(at) => self.clock.sleep_until(at).await,
-                        None => std::future::pending().await,
-                    }
-                } => {}
+                _ = sleep_until(&self.clock, next) => {}
                 _ = stopped(&mut stop) => break,
             }
         }

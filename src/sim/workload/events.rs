@@ -41,6 +41,9 @@ type Key = (String, &'static str, String);
 
 pub struct Recorder {
     client: Client,
+    /// The field manager of the recorder's writes.
+    manager: &'static str,
+    /// The reporting component (`source.component`).
     component: &'static str,
     host: String,
     /// (object uid, reason, message) → (event namespace, event name, count).
@@ -49,9 +52,10 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    pub fn new(client: Client, component: &'static str, host: &str) -> Self {
+    pub fn new(client: Client, manager: &'static str, component: &'static str, host: &str) -> Self {
         Self {
             client,
+            manager,
             component,
             host: host.to_owned(),
             seen: HashMap::new(),
@@ -68,7 +72,7 @@ impl Recorder {
             .unwrap_or_else(|| "default".to_owned());
         let key = (uid, note.reason, note.message.clone());
         let fields = PatchParams {
-            field_manager: Some(self.component.to_owned()),
+            field_manager: Some(self.manager.to_owned()),
             ..PatchParams::default()
         };
         if let Some((ns, name, count)) = self.seen.get(&key).cloned() {
@@ -123,7 +127,7 @@ impl Recorder {
         };
         let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
         let params = PostParams {
-            field_manager: Some(self.component.to_owned()),
+            field_manager: Some(self.manager.to_owned()),
             ..PostParams::default()
         };
         match api.create(&params, &event).await {

@@ -15,7 +15,7 @@ use kube::{Api, Client};
 use tokio::sync::{Notify, watch};
 
 use super::events::{EventType, Note, Recorder, reference};
-use super::observe::{cache, stopped};
+use super::observe::{cache, sleep_until, stopped};
 use super::pod_status::{Placement, json_subset, pod_status};
 use super::quantity::Resource;
 use super::script::{PodScript, parse_script};
@@ -60,7 +60,7 @@ impl Kubelet {
         host_ip: String,
         usage_sink: Option<UsageSink>,
     ) -> Self {
-        let recorder = Recorder::new(client.clone(), "kubelet", &node_name);
+        let recorder = Recorder::new(client.clone(), FIELD_MANAGER, "kubelet", &node_name);
         Self {
             client,
             clock,
@@ -159,12 +159,15 @@ impl Kubelet {
             let pod_ip = status
                 .and_then(|s| s.pod_ip.clone())
                 .unwrap_or_else(|| self.allocate_ip());
+            // A pod that already has a start time was admitted by an earlier kubelet, which
+            // also reported its past: only what happens from now on gets events.
+            let emitted_through = status.and_then(|s| s.start_time.as_ref()).map(|_| now);
             self.pods.insert(
                 uid.to_owned(),
                 PodMemory {
                     admitted,
                     pod_ip,
-                    emitted_through: None,
+                    emitted_through,
                     removal_requested: false,
                     last_usage: None,
                     namespace: namespace.clone(),
@@ -190,7 +193,6 @@ impl Kubelet {
         };
         let (snapshot, happenings) = simulate(&script, anchors, now, memory.emitted_through);
         let placement = Placement {
-            node_name: self.node_name.clone(),
             host_ip: self.host_ip.clone(),
             pod_ip: memory.pod_ip.clone(),
         };
@@ -260,6 +262,10 @@ impl Kubelet {
             }
             return None;
         }
+        if removal_requested {
+            // Removal was requested: the watch event of the deletion comes next.
+            return None;
+        }
         snapshot.next_transition
     }
 
@@ -285,13 +291,6 @@ fn stopping(pod: &Pod) -> Option<Stopping> {
         requested_at,
         deadline,
     })
-}
-
-async fn sleep_until(clock: &SimClock, at: Option<Timestamp>) {
-    match at {
-        Some(at) => clock.sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }
 
 fn report(sink: &Option<UsageSink>, namespace: &str, pod: &str, usage: Option<ResourceUsage>) {

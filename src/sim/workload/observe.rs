@@ -5,12 +5,15 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use futures::StreamExt;
+use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use kube::Resource;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde::de::DeserializeOwned;
 use tokio::sync::{Notify, watch};
+
+use crate::sim::SimClock;
 use tokio::task::JoinHandle;
 
 /// Starts a reflector for `api`; every watch event (or error) calls `wake.notify_one()`.
@@ -36,4 +39,14 @@ where
 /// Resolves once shutdown has been requested (or the handle is gone).
 pub async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
+}
+
+/// Sleeps on the SimClock until `at` (forever for `None`). A time already past still waits a
+/// millisecond of real time, so that a loop can never spin without yielding.
+pub async fn sleep_until(clock: &SimClock, at: Option<Timestamp>) {
+    match at {
+        Some(at) if at > clock.now() => clock.sleep_until(at).await,
+        Some(_) => tokio::time::sleep(std::time::Duration::from_millis(1)).await,
+        None => std::future::pending().await,
+    }
 }

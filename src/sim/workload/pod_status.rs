@@ -9,10 +9,9 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::timeline::{Snapshot, State, Termination};
 
-/// Where the pod runs: the simulated node's name and address, and the pod's own address.
+/// Where the pod runs: the simulated node's address and the pod's own address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placement {
-    pub node_name: String,
     pub host_ip: String,
     pub pod_ip: String,
 }
@@ -212,7 +211,6 @@ mod tests {
 
     fn placement() -> Placement {
         Placement {
-            node_name: "sim-node".into(),
             host_ip: "10.0.0.10".into(),
             pod_ip: "10.244.0.7".into(),
         }
