@@ -20,7 +20,7 @@ use super::pod_status::{Placement, json_subset, pod_status};
 use super::quantity::Resource;
 use super::script::{PodScript, parse_script};
 use super::timeline::{
-    Anchors, Happening, Snapshot, State, Stopping, Timed, add, elapsed, simulate, truncate,
+    Anchors, Happening, Snapshot, State, Stopping, Timed, add, elapsed, simulate,
 };
 use super::{PodUsage, ResourceUsage, UsageSink};
 use crate::sim::SimClock;
@@ -153,9 +153,12 @@ impl Kubelet {
         );
         if first_sight {
             let status = pod.status.as_ref();
+            // The kubelet remembers to the sub-second when it admitted a pod (as a real
+            // container runtime does); status timestamps only carry whole seconds, so only a
+            // pod admitted by an earlier kubelet is anchored on its truncated startTime.
             let admitted = status
                 .and_then(|s| s.start_time.as_ref())
-                .map_or_else(|| truncate(now), |t| t.0);
+                .map_or(now, |t| t.0);
             let pod_ip = status
                 .and_then(|s| s.pod_ip.clone())
                 .unwrap_or_else(|| self.allocate_ip());
