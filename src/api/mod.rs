@@ -11,6 +11,7 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use crate::controller::Stores;
+use crate::controller::context::is_synced;
 
 /// Router state: the operator's caches.
 #[derive(Clone)]
@@ -52,18 +53,6 @@ async fn readyz(State(state): State<ApiState>) -> (StatusCode, Json<serde_json::
             Json(json!({"status": "syncing", "pending": pending})),
         )
     }
-}
-
-/// Whether a cache has done its first list.
-fn is_synced<K>(store: &kube::runtime::reflector::Store<K>) -> bool
-where
-    K: kube::runtime::reflector::Lookup + Clone + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
-    matches!(
-        futures::FutureExt::now_or_never(store.wait_until_ready()),
-        Some(Ok(()))
-    )
 }
 
 /// Serves the router on `addr` until `shutdown` resolves.

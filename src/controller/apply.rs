@@ -23,7 +23,7 @@ fn apply_params(ctx: &Context) -> PatchParams {
     PatchParams::apply(&ctx.field_manager).force()
 }
 
-pub async fn apply_deployment(ctx: &Context, deployment: &Deployment) -> Result<(), Error> {
+pub async fn apply_deployment(ctx: &Context, deployment: &Deployment) -> Result<Deployment, Error> {
     let namespace = deployment
         .metadata
         .namespace
@@ -36,8 +36,7 @@ pub async fn apply_deployment(ctx: &Context, deployment: &Deployment) -> Result<
         &Patch::Apply(deployment),
     )
     .await
-    .map_err(kube_error("apply the Deployment"))?;
-    Ok(())
+    .map_err(kube_error("apply the Deployment"))
 }
 
 pub async fn apply_config_map(ctx: &Context, config_map: &ConfigMap) -> Result<(), Error> {
@@ -61,7 +60,7 @@ pub async fn write_status(
     ctx: &Context,
     platform: &Platform,
     status: &PlatformStatus,
-) -> Result<(), Error> {
+) -> Result<Platform, Error> {
     let api = platform_api(ctx, platform)?;
     let body = json!({
         "apiVersion": Platform::api_version(&()),
@@ -74,15 +73,15 @@ pub async fn write_status(
         &Patch::Apply(body),
     )
     .await
-    .map_err(kube_error("write the Platform status"))?;
-    Ok(())
+    .map_err(kube_error("write the Platform status"))
 }
 
+/// Returns the updated Platform, or `None` when there was nothing to change.
 pub async fn change_finalizer(
     ctx: &Context,
     platform: &Platform,
     change: FinalizerChange,
-) -> Result<(), Error> {
+) -> Result<Option<Platform>, Error> {
     let api = platform_api(ctx, platform)?;
     let current = platform.finalizers().to_vec();
     let mut operations =
@@ -96,7 +95,7 @@ pub async fn change_finalizer(
             .push(json!({"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER})),
         FinalizerChange::Remove => {
             let Some(index) = current.iter().position(|f| f == FINALIZER) else {
-                return Ok(());
+                return Ok(None);
             };
             operations
                 .push(json!({"op": "remove", "path": format!("/metadata/finalizers/{index}")}));
@@ -115,12 +114,12 @@ pub async fn change_finalizer(
         .patch(&platform.name_any(), &params, &Patch::<()>::Json(patch))
         .await
     {
-        Ok(_) => Ok(()),
+        Ok(updated) => Ok(Some(updated)),
         // Already gone: nothing left to hold.
         Err(kube::Error::Api(status))
             if status.code == 404 && change == FinalizerChange::Remove =>
         {
-            Ok(())
+            Ok(None)
         }
         Err(source) => Err(Error::Kube {
             action: "change the finalizer",

@@ -1,21 +1,20 @@
 //! State shared by every reconcile: the client, the reflector caches (also what the REST API
 //! reads), the event recorder, the clock, and two small in-memory indexes.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::hash::{Hash, Hasher};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::Client;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::{Client, ResourceExt};
 
 use crate::crd::{Platform, PlatformGroup};
 use crate::graph::{Graph, NodeKey};
 use crate::stack::{Membership, build_graph, key_of, membership};
 
-use super::build::PLATFORM_LABEL;
 use super::clock::Clock;
 
 /// The reflector caches the operator reads from.
@@ -29,6 +28,16 @@ pub struct Stores {
 }
 
 impl Stores {
+    /// Whether every cache has done its first list (decisions on partial caches could, for
+    /// example, take a dependent with pods for one without).
+    pub fn synced(&self) -> bool {
+        is_synced(&self.platforms)
+            && is_synced(&self.groups)
+            && is_synced(&self.deployments)
+            && is_synced(&self.configmaps)
+            && is_synced(&self.pods)
+    }
+
     pub fn platform(&self, key: &NodeKey) -> Option<Arc<Platform>> {
         self.platforms
             .get(&ObjectRef::new(&key.name).within(&key.namespace))
@@ -37,20 +46,6 @@ impl Stores {
     pub fn deployment(&self, key: &NodeKey) -> Option<Arc<Deployment>> {
         self.deployments
             .get(&ObjectRef::new(&key.name).within(&key.namespace))
-    }
-
-    /// Pods of a platform (by label), terminating ones included.
-    pub fn pod_count(&self, key: &NodeKey) -> i32 {
-        let count = self
-            .pods
-            .state()
-            .iter()
-            .filter(|pod| {
-                pod.metadata.namespace.as_deref() == Some(key.namespace.as_str())
-                    && pod.labels().get(PLATFORM_LABEL) == Some(&key.name)
-            })
-            .count();
-        i32::try_from(count).unwrap_or(i32::MAX)
     }
 }
 
@@ -81,9 +76,23 @@ pub struct Context {
     /// Field manager of every write.
     pub field_manager: String,
     topology: Mutex<Option<(u64, Arc<Topology>)>>,
+    /// Bumped by the watch taps whenever a change can reshape the topology.
+    topology_version: AtomicU64,
+    /// Pods of each platform by name, fed by the pod watch (checked against the cache on read).
+    pod_index: Mutex<HashMap<NodeKey, HashSet<String>>>,
     /// Members of each group that took a start slot and are not Running yet; the caches lag
     /// behind concurrent reconciles, so the limit is enforced here.
     start_slots: Mutex<HashMap<NodeKey, BTreeSet<NodeKey>>>,
+    /// The operator's own latest writes, until the caches show them (see [`Context::fresh_platform`]).
+    own_writes: Mutex<HashMap<NodeKey, OwnWrites>>,
+}
+
+/// Objects as the operator last wrote them, with the resourceVersion they were based on.
+#[derive(Default)]
+struct OwnWrites {
+    /// Versions older than the written one (the cached one and intermediate writes).
+    platform: Option<(Vec<Option<String>>, Arc<Platform>)>,
+    deployment: Option<(Option<String>, Arc<Deployment>)>,
 }
 
 impl Context {
@@ -95,22 +104,89 @@ impl Context {
             clock,
             field_manager: super::FIELD_MANAGER.to_string(),
             topology: Mutex::new(None),
+            topology_version: AtomicU64::new(1),
+            pod_index: Mutex::new(HashMap::new()),
             start_slots: Mutex::new(HashMap::new()),
+            own_writes: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The graph and group membership of the cached objects, rebuilt only when something that
-    /// shapes them (names, specs, labels, deletions) changed.
+    /// The Platform as the operator last wrote it while the cache still holds the version that
+    /// write was based on; otherwise the cached one. Without this, a reconcile that runs before
+    /// the watch delivers the operator's own write would decide from the old state (and audit
+    /// an action twice).
+    pub fn fresh_platform(&self, key: &NodeKey, cached: Arc<Platform>) -> Arc<Platform> {
+        let mut own = self.own_writes.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(entry) = own.get_mut(key) else {
+            return cached;
+        };
+        match &entry.platform {
+            Some((older, written)) if older.contains(&cached.metadata.resource_version) => {
+                written.clone()
+            }
+            _ => {
+                entry.platform = None;
+                cached
+            }
+        }
+    }
+
+    /// The platform's Deployment, with the same overlay as [`Context::fresh_platform`].
+    pub fn fresh_deployment(&self, key: &NodeKey) -> Option<Arc<Deployment>> {
+        let cached = self.stores.deployment(key);
+        let mut own = self.own_writes.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(entry) = own.get_mut(key) else {
+            return cached;
+        };
+        let cached_version = cached
+            .as_ref()
+            .and_then(|d| d.metadata.resource_version.clone());
+        match &entry.deployment {
+            Some((base, written)) if *base == cached_version => Some(written.clone()),
+            _ => {
+                entry.deployment = None;
+                cached
+            }
+        }
+    }
+
+    /// Remembers a Platform write; `older` are the versions the cache may still show.
+    pub fn remember_platform(
+        &self,
+        key: &NodeKey,
+        older: Vec<Option<String>>,
+        written: Arc<Platform>,
+    ) {
+        let mut own = self.own_writes.lock().unwrap_or_else(|p| p.into_inner());
+        own.entry(key.clone()).or_default().platform = Some((older, written));
+    }
+
+    /// Remembers a Deployment write based on the version `base` (`None`: it did not exist).
+    pub fn remember_deployment(&self, key: &NodeKey, base: Option<String>, written: Deployment) {
+        let mut own = self.own_writes.lock().unwrap_or_else(|p| p.into_inner());
+        own.entry(key.clone()).or_default().deployment = Some((base, Arc::new(written)));
+    }
+
+    /// Forgets a deleted platform's writes.
+    pub fn forget(&self, key: &NodeKey) {
+        self.own_writes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+    }
+
+    /// The graph and group membership of the cached objects, rebuilt only after something that
+    /// shapes them (names, dependencies, labels, groups) changed.
     pub fn topology(&self) -> Arc<Topology> {
-        let platforms = self.stores.platforms.state();
-        let groups = self.stores.groups.state();
-        let fingerprint = topology_fingerprint(&platforms, &groups);
+        let version = self.topology_version.load(Ordering::Acquire);
         let mut cached = self.topology.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((known, topology)) = cached.as_ref()
-            && *known == fingerprint
+            && *known == version
         {
             return topology.clone();
         }
+        let platforms = self.stores.platforms.state();
+        let groups = self.stores.groups.state();
         let topology = Arc::new(Topology {
             graph: build_graph(
                 platforms.iter().map(AsRef::as_ref),
@@ -125,8 +201,40 @@ impl Context {
                 .map(|g| (key_of(g.as_ref()), g.clone()))
                 .collect(),
         });
-        *cached = Some((fingerprint, topology.clone()));
+        *cached = Some((version, topology.clone()));
         topology
+    }
+
+    /// Marks the topology as outdated (called after the cache holds the change).
+    pub fn topology_changed(&self) {
+        self.topology_version.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Records a pod event of `platform` (`exists`: the cache holds the pod).
+    pub fn index_pod(&self, platform: NodeKey, pod: &str, exists: bool) {
+        let mut index = self.pod_index.lock().unwrap_or_else(|p| p.into_inner());
+        let pods = index.entry(platform).or_default();
+        if exists {
+            pods.insert(pod.to_string());
+        } else {
+            pods.remove(pod);
+        }
+    }
+
+    /// Pods of a platform that exist (terminating ones included). Entries the cache no longer
+    /// holds (removed while a watch was re-listing) are dropped here.
+    pub fn pod_count(&self, platform: &NodeKey) -> i32 {
+        let mut index = self.pod_index.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(pods) = index.get_mut(platform) else {
+            return 0;
+        };
+        pods.retain(|name| {
+            self.stores
+                .pods
+                .get(&ObjectRef::new(name).within(&platform.namespace))
+                .is_some()
+        });
+        i32::try_from(pods.len()).unwrap_or(i32::MAX)
     }
 
     /// Members of `group` holding a start slot, other than `platform`.
@@ -170,35 +278,14 @@ impl Context {
     }
 }
 
-fn topology_fingerprint(platforms: &[Arc<Platform>], groups: &[Arc<PlatformGroup>]) -> u64 {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    let mut platform_parts: Vec<_> = platforms
-        .iter()
-        .map(|p| {
-            (
-                p.namespace(),
-                p.name_any(),
-                p.metadata.generation,
-                p.labels().clone(),
-                p.metadata.deletion_timestamp.is_some(),
-                p.metadata.uid.clone(),
-            )
-        })
-        .collect();
-    platform_parts.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
-    platform_parts.hash(&mut hasher);
-    let mut group_parts: Vec<_> = groups
-        .iter()
-        .map(|g| {
-            (
-                g.namespace(),
-                g.name_any(),
-                g.metadata.generation,
-                g.metadata.uid.clone(),
-            )
-        })
-        .collect();
-    group_parts.sort();
-    group_parts.hash(&mut hasher);
-    hasher.finish()
+/// Whether a cache has done its first list.
+pub fn is_synced<K>(store: &Store<K>) -> bool
+where
+    K: kube::runtime::reflector::Lookup + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    matches!(
+        futures::FutureExt::now_or_never(store.wait_until_ready()),
+        Some(Ok(()))
+    )
 }

@@ -23,6 +23,9 @@ use super::status::set_condition;
 
 #[tracing::instrument(skip_all, fields(namespace = group.namespace(), group = group.name_any()))]
 pub async fn reconcile(group: Arc<PlatformGroup>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    if !ctx.stores.synced() {
+        return Ok(Requeue::requeue(std::time::Duration::from_millis(100)));
+    }
     let topology = ctx.topology();
     let key = key_of(group.as_ref());
     let members: Vec<(NodeKey, Option<Arc<Platform>>)> = topology

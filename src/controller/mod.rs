@@ -15,7 +15,7 @@
 mod apply;
 pub mod build;
 pub mod clock;
-mod context;
+pub mod context;
 pub mod decide;
 mod error;
 pub mod group;

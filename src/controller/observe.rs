@@ -19,7 +19,12 @@ use super::model::{
 
 /// Reads what is known about `platform`.
 pub fn observe(ctx: &Context, platform: &Platform, key: &NodeKey) -> Observed {
-    let topology = ctx.topology();
+    let mut topology = ctx.topology();
+    if !topology.graph.contains(key) {
+        // The platform being reconciled is in the cache, so the topology predates it.
+        ctx.topology_changed();
+        topology = ctx.topology();
+    }
     let graph = &topology.graph;
     let group = topology.group_of(key);
     let settings = effective_settings(platform, group.and_then(|g| g.spec.defaults.as_ref()));
@@ -65,8 +70,8 @@ pub fn observe(ctx: &Context, platform: &Platform, key: &NodeKey) -> Observed {
         key: key.clone(),
         platform: platform.clone(),
         settings,
-        deployment: ctx.stores.deployment(key).map(|d| deployment_state(&d)),
-        pods: ctx.stores.pod_count(key),
+        deployment: ctx.fresh_deployment(key).map(|d| deployment_state(&d)),
+        pods: ctx.pod_count(key),
         block: block_message(graph, key),
         wave: graph.wave_of(key),
         dependencies,
@@ -125,7 +130,7 @@ fn is_stopped(ctx: &Context, key: &NodeKey) -> bool {
         .stores
         .deployment(key)
         .is_none_or(|d| deployment_state(&d).replicas == 0);
-    scaled_down && ctx.stores.pod_count(key) == 0
+    scaled_down && ctx.pod_count(key) == 0
 }
 
 /// Why `platform` must stop, if it must: its own reasons first, then the nearest dependency

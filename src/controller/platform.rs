@@ -21,12 +21,19 @@ use super::model::FinalizerChange;
 use super::observe::{observe, starting_members};
 use super::status::next_status;
 
+/// How soon to look again while the caches are still doing their first list.
+const CACHE_WAIT: Duration = Duration::from_millis(100);
 /// How soon to look again when a start slot was taken by a concurrent reconcile.
 const SLOT_RETRY: Duration = Duration::from_millis(200);
 
 #[tracing::instrument(skip_all, fields(namespace = platform.namespace(), platform = platform.name_any()))]
 pub async fn reconcile(platform: Arc<Platform>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    if !ctx.stores.synced() {
+        return Ok(Requeue::requeue(CACHE_WAIT));
+    }
     let key = key_of(platform.as_ref());
+    let platform = ctx.fresh_platform(&key, platform);
+    let mut versions = vec![platform.metadata.resource_version.clone()];
     let observed = observe(&ctx, &platform, &key);
     let mut decision = decide(&observed);
 
@@ -40,15 +47,21 @@ pub async fn reconcile(platform: Arc<Platform>, ctx: Arc<Context>) -> Result<Req
         }
     }
 
-    if decision.finalizer == Some(FinalizerChange::Add) {
-        change_finalizer(&ctx, &platform, FinalizerChange::Add).await?;
+    let mut latest = platform.clone();
+    if decision.finalizer == Some(FinalizerChange::Add)
+        && let Some(updated) = change_finalizer(&ctx, &latest, FinalizerChange::Add).await?
+    {
+        latest = Arc::new(updated);
+        ctx.remember_platform(&key, versions.clone(), latest.clone());
+        versions.push(latest.metadata.resource_version.clone());
     }
     if let Some(replicas) = decision.replicas {
         apply_workload(&ctx, &platform, &observed, &decision, replicas).await?;
     }
     let status = next_status(&observed, &decision);
     if platform.status.as_ref() != Some(&status) {
-        write_status(&ctx, &platform, &status).await?;
+        let updated = Arc::new(write_status(&ctx, &latest, &status).await?);
+        ctx.remember_platform(&key, versions.clone(), updated);
     }
     for action in &decision.actions {
         audit(&ctx, &platform, action).await;
@@ -59,7 +72,8 @@ pub async fn reconcile(platform: Arc<Platform>, ctx: Arc<Context>) -> Result<Req
         }
     }
     if decision.finalizer == Some(FinalizerChange::Remove) {
-        change_finalizer(&ctx, &platform, FinalizerChange::Remove).await?;
+        change_finalizer(&ctx, &latest, FinalizerChange::Remove).await?;
+        ctx.forget(&key);
     }
     if decision.phase != Phase::Starting {
         ctx.release_slot(&key);

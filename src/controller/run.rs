@@ -1,6 +1,6 @@
 //! Wiring: the watches, the shared caches, both controllers, and graceful shutdown.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use futures::channel::mpsc;
@@ -103,18 +103,47 @@ impl Operator {
         let (related_tx, related_rx) = mpsc::unbounded::<ObjectRef<Platform>>();
         let (groups_tx, groups_rx) = mpsc::unbounded::<ObjectRef<PlatformGroup>>();
         let tap_ctx = ctx.clone();
+        let relist_ctx = ctx.clone();
         let platform_stream = reflector(
             platforms_writer,
             watcher(platforms_api, watcher::Config::default()).default_backoff(),
         )
+        .inspect(move |event| relisted(&relist_ctx, event))
         .touched_objects()
-        .inspect(move |event| {
-            if let Ok(changed) = event {
-                for related in related_platforms(&tap_ctx, changed) {
-                    let _ = related_tx.unbounded_send(related);
-                }
-                for group in groups_of(&tap_ctx, changed) {
-                    let _ = groups_tx.unbounded_send(group);
+        .inspect({
+            let mut last_seen: HashMap<NodeKey, u64> = HashMap::new();
+            let mut last_shape: HashMap<NodeKey, u64> = HashMap::new();
+            move |event| {
+                if let Ok(changed) = event {
+                    // Neighbours care about readiness, phase and spec, not about every status
+                    // message: only those changes fan out.
+                    let key = key_of(changed);
+                    let deleted = tap_ctx
+                        .stores
+                        .platforms
+                        .get(&ObjectRef::from_obj(changed))
+                        .is_none();
+                    let signature = neighbour_signature(changed);
+                    let shape = shape_signature(changed);
+                    if deleted {
+                        last_seen.remove(&key);
+                        last_shape.remove(&key);
+                        tap_ctx.topology_changed();
+                        tap_ctx.forget(&key);
+                    } else {
+                        if last_shape.insert(key.clone(), shape) != Some(shape) {
+                            tap_ctx.topology_changed();
+                        }
+                        if last_seen.insert(key, signature) == Some(signature) {
+                            return;
+                        }
+                    }
+                    for related in related_platforms(&tap_ctx, changed) {
+                        let _ = related_tx.unbounded_send(related);
+                    }
+                    for group in groups_of(&tap_ctx, changed) {
+                        let _ = groups_tx.unbounded_send(group);
+                    }
                 }
             }
         });
@@ -128,17 +157,49 @@ impl Operator {
             watcher(configmaps_api, managed).default_backoff(),
         )
         .touched_objects();
+        let pod_ctx = ctx.clone();
+        let pods_cache = stores.pods.clone();
         let pod_stream = reflector(
             pods_writer,
             watcher(pods_api, watcher::Config::default().labels(PLATFORM_LABEL)).default_backoff(),
         )
-        .touched_objects();
+        .touched_objects()
+        .inspect(move |event| {
+            if let Ok(pod) = event
+                && let (Some(platform), Some(namespace)) =
+                    (pod.labels().get(PLATFORM_LABEL), pod.namespace())
+            {
+                let exists = pods_cache.get(&ObjectRef::from_obj(pod)).is_some();
+                pod_ctx.index_pod(
+                    NodeKey::new(namespace, platform.clone()),
+                    &pod.name_any(),
+                    exists,
+                );
+            }
+        });
         let member_ctx = ctx.clone();
+        let group_ctx = ctx.clone();
+        let groups_cache = stores.groups.clone();
+        let relist_ctx = ctx.clone();
         let group_stream = reflector(
             groups_writer,
             watcher(groups_api.clone(), watcher::Config::default()).default_backoff(),
         )
-        .touched_objects();
+        .inspect(move |event| relisted(&relist_ctx, event))
+        .touched_objects()
+        .inspect({
+            let mut last_shape: HashMap<NodeKey, Option<i64>> = HashMap::new();
+            move |event| {
+                if let Ok(group) = event {
+                    let key = key_of(group);
+                    let exists = groups_cache.get(&ObjectRef::from_obj(group)).is_some();
+                    let generation = exists.then_some(group.metadata.generation).flatten();
+                    if !exists || last_shape.insert(key, generation) != Some(generation) {
+                        group_ctx.topology_changed();
+                    }
+                }
+            }
+        });
 
         let controller_config =
             kube::runtime::controller::Config::default().concurrency(config.concurrency);
@@ -288,6 +349,47 @@ fn related_platforms(ctx: &Context, changed: &Platform) -> Vec<ObjectRef<Platfor
         .into_iter()
         .map(|k| ObjectRef::new(&k.name).within(&k.namespace))
         .collect()
+}
+
+/// What a platform's neighbours and groups react to: its spec, labels, deletion, restart
+/// requests, phase and readiness.
+fn neighbour_signature(platform: &Platform) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    platform.metadata.generation.hash(&mut hasher);
+    platform
+        .metadata
+        .deletion_timestamp
+        .is_some()
+        .hash(&mut hasher);
+    platform.metadata.labels.hash(&mut hasher);
+    platform.metadata.annotations.hash(&mut hasher);
+    if let Some(status) = &platform.status {
+        status.phase.hash(&mut hasher);
+        status.ready_replicas.hash(&mut hasher);
+        for condition in &status.conditions {
+            (&condition.type_, &condition.status).hash(&mut hasher);
+        }
+    }
+    hasher.finish()
+}
+
+/// A (re)list replaces a cache wholesale once it completes, without an event per object that
+/// disappeared: the topology must be rebuilt then.
+fn relisted<K>(ctx: &Context, event: &Result<watcher::Event<K>, watcher::Error>) {
+    if matches!(event, Ok(watcher::Event::InitDone)) {
+        ctx.topology_changed();
+    }
+}
+
+/// What shapes the topology: identity, dependencies (in the spec) and labels.
+fn shape_signature(platform: &Platform) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    platform.metadata.uid.hash(&mut hasher);
+    platform.metadata.generation.hash(&mut hasher);
+    platform.metadata.labels.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// Groups whose status may change with `changed`: those selecting it (even in conflict).
