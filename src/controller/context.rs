@@ -16,6 +16,8 @@ use crate::graph::{Graph, NodeKey};
 use crate::stack::{Membership, build_graph, key_of, membership};
 
 use super::clock::Clock;
+use super::model::StopCause;
+use super::stopping::stop_causes;
 
 /// The reflector caches the operator reads from.
 #[derive(Clone)]
@@ -55,6 +57,8 @@ pub struct Topology {
     pub graph: Graph,
     pub membership: Membership,
     pub groups: BTreeMap<NodeKey, Arc<PlatformGroup>>,
+    /// Why each platform that must stop does (see [`super::stopping`]).
+    pub stop_causes: HashMap<NodeKey, StopCause>,
 }
 
 impl Topology {
@@ -187,19 +191,28 @@ impl Context {
         }
         let platforms = self.stores.platforms.state();
         let groups = self.stores.groups.state();
+        let graph = build_graph(
+            platforms.iter().map(AsRef::as_ref),
+            groups.iter().map(AsRef::as_ref),
+        );
+        let membership = membership(
+            platforms.iter().map(AsRef::as_ref),
+            groups.iter().map(AsRef::as_ref),
+        );
+        let by_key: HashMap<NodeKey, Arc<Platform>> = platforms
+            .iter()
+            .map(|p| (key_of(p.as_ref()), p.clone()))
+            .collect();
+        let groups_by_key: HashMap<NodeKey, Arc<PlatformGroup>> = groups
+            .iter()
+            .map(|g| (key_of(g.as_ref()), g.clone()))
+            .collect();
+        let stop_causes = stop_causes(&graph, &by_key, &membership, &groups_by_key);
         let topology = Arc::new(Topology {
-            graph: build_graph(
-                platforms.iter().map(AsRef::as_ref),
-                groups.iter().map(AsRef::as_ref),
-            ),
-            membership: membership(
-                platforms.iter().map(AsRef::as_ref),
-                groups.iter().map(AsRef::as_ref),
-            ),
-            groups: groups
-                .iter()
-                .map(|g| (key_of(g.as_ref()), g.clone()))
-                .collect(),
+            graph,
+            membership,
+            groups: groups_by_key.into_iter().collect(),
+            stop_causes,
         });
         *cached = Some((version, topology.clone()));
         topology

@@ -24,6 +24,7 @@ mod observe;
 mod platform;
 mod run;
 pub mod status;
+pub mod stopping;
 
 pub use clock::{Clock, SystemClock};
 pub use context::{Context, Stores, Topology};

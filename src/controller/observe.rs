@@ -1,20 +1,19 @@
 //! Observe: everything a decision about one Platform needs, read from the reflector caches (no
 //! API calls).
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::BTreeSet;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::jiff::Timestamp;
 
-use crate::crd::{DesiredState, Phase, Platform, condition};
-use crate::graph::{EdgeKind, NodeKey};
+use crate::crd::{Phase, Platform, condition};
+use crate::graph::NodeKey;
 use crate::stack::effective_settings;
 
 use super::build::SPEC_HASH_ANNOTATION;
 use super::context::{Context, Topology};
 use super::model::{
     DependencyState, DependentState, DeploymentState, GroupFacts, Observed, RESTART_ANNOTATION,
-    StopCause,
 };
 
 /// Reads what is known about `platform`.
@@ -43,7 +42,7 @@ pub fn observe(ctx: &Context, platform: &Platform, key: &NodeKey) -> Observed {
         .filter_map(|dependent| {
             let other = ctx.stores.platform(&dependent)?;
             // Only dependents that are stopping as well hold this platform's stop.
-            stop_cause(ctx, &topology, &dependent, &other)?;
+            topology.stop_causes.get(&dependent)?;
             Some(DependentState {
                 stopped: is_stopped(ctx, &dependent),
                 restart_request: annotation(&other, RESTART_ANNOTATION),
@@ -76,7 +75,7 @@ pub fn observe(ctx: &Context, platform: &Platform, key: &NodeKey) -> Observed {
         wave: graph.wave_of(key),
         dependencies,
         dependents,
-        stop_cause: stop_cause(ctx, &topology, key, platform),
+        stop_cause: topology.stop_causes.get(key).cloned(),
         group: group_facts,
         group_conflict: topology.membership.conflicting_groups(key).to_vec(),
     }
@@ -131,54 +130,6 @@ fn is_stopped(ctx: &Context, key: &NodeKey) -> bool {
         .deployment(key)
         .is_none_or(|d| deployment_state(&d).replicas == 0);
     scaled_down && ctx.pod_count(key) == 0
-}
-
-/// Why `platform` must stop, if it must: its own reasons first, then the nearest dependency
-/// (through `dependsOn` edges only; group ordering edges order startup, they do not cascade
-/// stops) that must stop for its own reasons.
-pub fn stop_cause(
-    ctx: &Context,
-    topology: &Topology,
-    key: &NodeKey,
-    platform: &Platform,
-) -> Option<StopCause> {
-    if let Some(own) = own_stop_cause(topology, key, platform) {
-        return Some(own);
-    }
-    let mut queue: VecDeque<NodeKey> = VecDeque::new();
-    let mut seen: BTreeSet<NodeKey> = BTreeSet::new();
-    let push_deps = |queue: &mut VecDeque<NodeKey>, seen: &mut BTreeSet<NodeKey>, of: &NodeKey| {
-        for (dep, kind) in topology.graph.dependency_edges(of) {
-            if kind == EdgeKind::DependsOn && seen.insert(dep.clone()) {
-                queue.push_back(dep);
-            }
-        }
-    };
-    push_deps(&mut queue, &mut seen, key);
-    while let Some(dep) = queue.pop_front() {
-        if let Some(other) = ctx.stores.platform(&dep) {
-            if let Some(cause) = own_stop_cause(topology, &dep, &other) {
-                return Some(StopCause::Dependency {
-                    dependency: dep,
-                    cause: Box::new(cause),
-                });
-            }
-            push_deps(&mut queue, &mut seen, &dep);
-        }
-    }
-    None
-}
-
-fn own_stop_cause(topology: &Topology, key: &NodeKey, platform: &Platform) -> Option<StopCause> {
-    if platform.metadata.deletion_timestamp.is_some() {
-        return Some(StopCause::Deletion);
-    }
-    if platform.spec.desired_state == DesiredState::Stopped {
-        return Some(StopCause::Spec);
-    }
-    let group = topology.group_of(key)?;
-    (group.spec.desired_state == DesiredState::Stopped)
-        .then(|| StopCause::Group(crate::stack::key_of(group.as_ref())))
 }
 
 /// The parts of a Deployment decisions look at.

@@ -382,13 +382,19 @@ fn relisted<K>(ctx: &Context, event: &Result<watcher::Event<K>, watcher::Error>)
     }
 }
 
-/// What shapes the topology: identity, dependencies (in the spec) and labels.
+/// What shapes the topology: identity, the spec (dependencies, desired state), labels and
+/// deletion.
 fn shape_signature(platform: &Platform) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     platform.metadata.uid.hash(&mut hasher);
     platform.metadata.generation.hash(&mut hasher);
     platform.metadata.labels.hash(&mut hasher);
+    platform
+        .metadata
+        .deletion_timestamp
+        .is_some()
+        .hash(&mut hasher);
     hasher.finish()
 }
 
