@@ -41,6 +41,23 @@ const COUNTERS: [&str; 5] = [
     "unavailableReplicas",
 ];
 
+/// How often every Deployment is reconsidered even when nothing seems to have changed.
+const SETTLED_RESYNC: Duration = Duration::from_secs(5);
+
+/// A digest of a Deployment's version and its pods' versions.
+fn digest(deployment: &Deployment, pods: &[&Pod]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    deployment.metadata.resource_version.hash(&mut hasher);
+    let mut versions: Vec<(&Option<String>, &Option<String>)> = pods
+        .iter()
+        .map(|p| (&p.metadata.name, &p.metadata.resource_version))
+        .collect();
+    versions.sort();
+    versions.hash(&mut hasher);
+    hasher.finish()
+}
+
 pub(super) struct DeploymentController {
     client: Client,
     clock: SimClock,
@@ -48,6 +65,12 @@ pub(super) struct DeploymentController {
     recorder: Recorder,
     /// Per Deployment uid: pods created or deleted that the cache has not shown yet.
     expectations: HashMap<String, Expectation>,
+    /// Per Deployment uid: a digest of the Deployment and its pods at the last pass, and the
+    /// recheck time then; a Deployment whose digest is unchanged and has nothing due is skipped
+    /// (every watch event wakes the loop for every Deployment). Cleared every few seconds so a
+    /// failed write is retried.
+    settled: HashMap<String, (u64, Option<Timestamp>)>,
+    settled_since: Instant,
     random: u64,
 }
 
@@ -74,6 +97,8 @@ impl DeploymentController {
             node_name,
             recorder,
             expectations: HashMap::new(),
+            settled: HashMap::new(),
+            settled_since: Instant::now(),
             random: seed,
         }
     }
@@ -125,6 +150,22 @@ impl DeploymentController {
     ) -> (Option<Timestamp>, bool) {
         let now = self.clock.now();
         let all_pods = pods.state();
+        // Indexed once per pass: scanning every pod for every Deployment is quadratic.
+        let mut by_owner: HashMap<&str, Vec<&Pod>> = HashMap::new();
+        for pod in &all_pods {
+            for owner in pod.metadata.owner_references.iter().flatten() {
+                if owner.controller == Some(true) {
+                    by_owner
+                        .entry(owner.uid.as_str())
+                        .or_default()
+                        .push(pod.as_ref());
+                }
+            }
+        }
+        let by_name: HashMap<&str, &Pod> = all_pods
+            .iter()
+            .filter_map(|p| Some((p.metadata.name.as_deref()?, p.as_ref())))
+            .collect();
         let mut next: Option<Timestamp> = None;
         let mut waiting = false;
         let mut live = HashSet::new();
@@ -136,29 +177,45 @@ impl DeploymentController {
             if deployment.metadata.deletion_timestamp.is_some() {
                 continue;
             }
-            if !self.expectations_met(&uid, &all_pods) {
+            if !self.expectations_met(&uid, &by_name) {
                 waiting = true;
                 continue;
             }
-            let owned = owned_pods(&deployment, all_pods.iter().map(|p| p.as_ref()));
+            let candidates = by_owner
+                .get(uid.as_str())
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            let digest = digest(&deployment, candidates);
+            if let Some((known, recheck)) = self.settled.get(&uid)
+                && *known == digest
+                && recheck.is_none_or(|at| at > now)
+            {
+                if let Some(at) = *recheck {
+                    next = Some(next.map_or(at, |n| n.min(at)));
+                }
+                continue;
+            }
+            let owned = owned_pods(&deployment, candidates.iter().copied());
             let plan = plan(&deployment, &owned, now);
             self.apply(&deployment, &uid, &owned, &plan, now).await;
+            self.settled.insert(uid.clone(), (digest, plan.recheck_at));
             if let Some(at) = plan.recheck_at {
                 next = Some(next.map_or(at, |n| n.min(at)));
             }
         }
         self.expectations.retain(|uid, _| live.contains(uid));
+        self.settled.retain(|uid, _| live.contains(uid));
+        if self.settled_since.elapsed() > SETTLED_RESYNC {
+            self.settled.clear();
+            self.settled_since = Instant::now();
+        }
         (next, waiting)
     }
 
-    fn expectations_met(&mut self, uid: &str, pods: &[Arc<Pod>]) -> bool {
+    fn expectations_met(&mut self, uid: &str, by_name: &HashMap<&str, &Pod>) -> bool {
         let Some(expectation) = self.expectations.get_mut(uid) else {
             return true;
         };
-        let by_name: HashMap<&str, &Pod> = pods
-            .iter()
-            .filter_map(|p| Some((p.metadata.name.as_deref()?, p.as_ref())))
-            .collect();
         expectation
             .creates
             .retain(|name| !by_name.contains_key(name.as_str()));

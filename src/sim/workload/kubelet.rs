@@ -50,6 +50,9 @@ struct PodMemory {
     last_usage: Option<ResourceUsage>,
     namespace: String,
     name: String,
+    /// The pod version last synced and its next transition then: an unchanged pod with no
+    /// transition due needs no work (every watch event wakes the loop for every pod).
+    synced: Option<(Option<String>, Option<Timestamp>)>,
 }
 
 impl Kubelet {
@@ -115,7 +118,25 @@ impl Kubelet {
                 continue;
             }
             present.insert(uid.clone());
-            if let Some(at) = self.sync(&pod, &uid, now).await {
+            let unchanged =
+                self.pods
+                    .get(&uid)
+                    .and_then(|m| m.synced.clone())
+                    .and_then(|(version, due)| {
+                        (version == pod.metadata.resource_version && due.is_none_or(|at| at > now))
+                            .then_some(due)
+                    });
+            let due = match unchanged {
+                Some(due) => due,
+                None => {
+                    let due = self.sync(&pod, &uid, now).await;
+                    if let Some(memory) = self.pods.get_mut(&uid) {
+                        memory.synced = Some((pod.metadata.resource_version.clone(), due));
+                    }
+                    due
+                }
+            };
+            if let Some(at) = due {
                 next = Some(next.map_or(at, |n| n.min(at)));
             }
         }
@@ -175,6 +196,7 @@ impl Kubelet {
                     last_usage: None,
                     namespace: namespace.clone(),
                     name: name.clone(),
+                    synced: None,
                 },
             );
             let object = reference(pod);
