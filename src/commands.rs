@@ -330,6 +330,8 @@ pub fn bench_startup(args: StartupArgs) -> ExitCode {
         report.peak_rss_mb
     );
     println!("operator writes by target: {:?}", report.operator_writes);
+    println!("hops p50 (ms): {:?}", report.hops_ms_p50);
+    println!("hops p99 (ms): {:?}", report.hops_ms_p99);
     if let Some(path) = args.json {
         let text = match serde_json::to_string_pretty(&report) {
             Ok(text) => text,

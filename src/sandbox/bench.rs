@@ -44,6 +44,13 @@ pub struct StartupReport {
     pub overhead_ratio: f64,
     pub writes_per_platform: f64,
     pub events_per_platform: f64,
+    /// Median time of each hop from a start to the platform's Ready, in milliseconds: the
+    /// operator's scale-up write → pod created (simulated deployment controller) → pod Ready
+    /// (simulated kubelet, includes `ready-after`) → Deployment `readyReplicas` (simulated
+    /// deployment controller) → Platform `Ready` (operator).
+    pub hops_ms_p50: BTreeMap<String, f64>,
+    /// The same hops at the 99th percentile.
+    pub hops_ms_p99: BTreeMap<String, f64>,
     /// The operator's writes by target (`platforms/status`, `deployments`, ...).
     pub operator_writes: BTreeMap<String, usize>,
     pub peak_rss_mb: f64,
@@ -93,6 +100,7 @@ pub async fn run_startup_bench(bench: &StartupBench) -> Result<StartupReport, Be
     let critical = graph.critical_path(|_| bench.ready_after);
     let critical_ms = critical.total.as_secs_f64() * 1000.0 / bench.speed;
     let converge_ms = converged.as_secs_f64() * 1000.0;
+    let hops = hop_latencies(&writes);
     let mut latencies = gating_latencies(&writes, &stack);
     latencies.sort_by(f64::total_cmp);
     let operator_writes = writes.iter().filter(|w| w.actor == FIELD_MANAGER).count();
@@ -124,6 +132,8 @@ pub async fn run_startup_bench(bench: &StartupBench) -> Result<StartupReport, Be
         writes_per_platform: operator_writes as f64 / stack.len().max(1) as f64,
         events_per_platform: events as f64 / stack.len().max(1) as f64,
         operator_writes: by_target,
+        hops_ms_p50: hops.iter().map(|(k, v)| (k.clone(), percentile(v, 0.5))).collect(),
+        hops_ms_p99: hops.iter().map(|(k, v)| (k.clone(), percentile(v, 0.99))).collect(),
         peak_rss_mb: peak_rss_mb(),
     })
 }
@@ -292,6 +302,52 @@ fn gating_latencies(writes: &[WriteRecord], stack: &[(String, Vec<String>)]) -> 
             )
         })
         .collect()
+}
+
+/// Per platform, the time of each step between its start and its Ready (sorted, per hop).
+fn hop_latencies(writes: &[WriteRecord]) -> BTreeMap<String, Vec<f64>> {
+    let mut marks: BTreeMap<&str, [Option<Instant>; 5]> = BTreeMap::new();
+    for w in writes {
+        let object = &w.object;
+        let (name, step) = match (w.resource.plural.as_str(), w.subresource.as_deref()) {
+            ("deployments", None) if w.actor == FIELD_MANAGER && object.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0) > 0 => (w.name.as_str(), 0),
+            ("pods", None) if w.verb == crate::sim::WriteVerb::Create => {
+                let Some(platform) = object.pointer("/metadata/labels/pmp.dev~1platform").and_then(Value::as_str) else { continue };
+                (platform, 1)
+            }
+            ("pods", Some("status")) if is_condition_true(object, "Ready") => {
+                let Some(platform) = object.pointer("/metadata/labels/pmp.dev~1platform").and_then(Value::as_str) else { continue };
+                (platform, 2)
+            }
+            ("deployments", Some("status")) if object.pointer("/status/readyReplicas").and_then(Value::as_i64).unwrap_or(0) > 0 => (w.name.as_str(), 3),
+            ("platforms", Some("status")) if is_ready(object) => (w.name.as_str(), 4),
+            _ => continue,
+        };
+        let slot = &mut marks.entry(name).or_default()[step];
+        if slot.is_none() {
+            *slot = Some(w.at);
+        }
+    }
+    const HOPS: [&str; 4] = ["start_to_pod", "pod_to_ready", "ready_to_deployment", "deployment_to_platform"];
+    let mut hops: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for steps in marks.values() {
+        for (i, hop) in HOPS.iter().enumerate() {
+            if let (Some(from), Some(to)) = (steps[i], steps[i + 1]) {
+                hops.entry(hop.to_string()).or_default().push(to.saturating_duration_since(from).as_secs_f64() * 1000.0);
+            }
+        }
+    }
+    for values in hops.values_mut() {
+        values.sort_by(f64::total_cmp);
+    }
+    hops
+}
+
+fn is_condition_true(object: &Value, type_: &str) -> bool {
+    object
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|c| c.iter().any(|c| c["type"] == type_ && c["status"] == "True"))
 }
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {
