@@ -132,8 +132,14 @@ pub async fn run_startup_bench(bench: &StartupBench) -> Result<StartupReport, Be
         writes_per_platform: operator_writes as f64 / stack.len().max(1) as f64,
         events_per_platform: events as f64 / stack.len().max(1) as f64,
         operator_writes: by_target,
-        hops_ms_p50: hops.iter().map(|(k, v)| (k.clone(), percentile(v, 0.5))).collect(),
-        hops_ms_p99: hops.iter().map(|(k, v)| (k.clone(), percentile(v, 0.99))).collect(),
+        hops_ms_p50: hops
+            .iter()
+            .map(|(k, v)| (k.clone(), percentile(v, 0.5)))
+            .collect(),
+        hops_ms_p99: hops
+            .iter()
+            .map(|(k, v)| (k.clone(), percentile(v, 0.99)))
+            .collect(),
         peak_rss_mb: peak_rss_mb(),
     })
 }
@@ -310,16 +316,43 @@ fn hop_latencies(writes: &[WriteRecord]) -> BTreeMap<String, Vec<f64>> {
     for w in writes {
         let object = &w.object;
         let (name, step) = match (w.resource.plural.as_str(), w.subresource.as_deref()) {
-            ("deployments", None) if w.actor == FIELD_MANAGER && object.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0) > 0 => (w.name.as_str(), 0),
+            ("deployments", None)
+                if w.actor == FIELD_MANAGER
+                    && object
+                        .pointer("/spec/replicas")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(0)
+                        > 0 =>
+            {
+                (w.name.as_str(), 0)
+            }
             ("pods", None) if w.verb == crate::sim::WriteVerb::Create => {
-                let Some(platform) = object.pointer("/metadata/labels/pmp.dev~1platform").and_then(Value::as_str) else { continue };
+                let Some(platform) = object
+                    .pointer("/metadata/labels/pmp.dev~1platform")
+                    .and_then(Value::as_str)
+                else {
+                    continue;
+                };
                 (platform, 1)
             }
             ("pods", Some("status")) if is_condition_true(object, "Ready") => {
-                let Some(platform) = object.pointer("/metadata/labels/pmp.dev~1platform").and_then(Value::as_str) else { continue };
+                let Some(platform) = object
+                    .pointer("/metadata/labels/pmp.dev~1platform")
+                    .and_then(Value::as_str)
+                else {
+                    continue;
+                };
                 (platform, 2)
             }
-            ("deployments", Some("status")) if object.pointer("/status/readyReplicas").and_then(Value::as_i64).unwrap_or(0) > 0 => (w.name.as_str(), 3),
+            ("deployments", Some("status"))
+                if object
+                    .pointer("/status/readyReplicas")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0)
+                    > 0 =>
+            {
+                (w.name.as_str(), 3)
+            }
             ("platforms", Some("status")) if is_ready(object) => (w.name.as_str(), 4),
             _ => continue,
         };
@@ -328,12 +361,19 @@ fn hop_latencies(writes: &[WriteRecord]) -> BTreeMap<String, Vec<f64>> {
             *slot = Some(w.at);
         }
     }
-    const HOPS: [&str; 4] = ["start_to_pod", "pod_to_ready", "ready_to_deployment", "deployment_to_platform"];
+    const HOPS: [&str; 4] = [
+        "start_to_pod",
+        "pod_to_ready",
+        "ready_to_deployment",
+        "deployment_to_platform",
+    ];
     let mut hops: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     for steps in marks.values() {
         for (i, hop) in HOPS.iter().enumerate() {
             if let (Some(from), Some(to)) = (steps[i], steps[i + 1]) {
-                hops.entry(hop.to_string()).or_default().push(to.saturating_duration_since(from).as_secs_f64() * 1000.0);
+                hops.entry(hop.to_string())
+                    .or_default()
+                    .push(to.saturating_duration_since(from).as_secs_f64() * 1000.0);
             }
         }
     }
@@ -347,7 +387,10 @@ fn is_condition_true(object: &Value, type_: &str) -> bool {
     object
         .pointer("/status/conditions")
         .and_then(Value::as_array)
-        .is_some_and(|c| c.iter().any(|c| c["type"] == type_ && c["status"] == "True"))
+        .is_some_and(|c| {
+            c.iter()
+                .any(|c| c["type"] == type_ && c["status"] == "True")
+        })
 }
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {
