@@ -61,7 +61,8 @@ fn decide_stop(observed: &Observed, cause: &StopCause, decision: &mut Decision) 
         let waiting_for: Vec<String> = observed
             .dependents
             .iter()
-            .filter(|d| !d.stopped)
+            // Only dependents that stop as well hold this platform's stop.
+            .filter(|d| d.stopping && !d.stopped)
             .map(|d| d.key.name.clone())
             .collect();
         let timeout = Duration::from_secs(u64::from(observed.settings.shutdown_timeout_seconds));

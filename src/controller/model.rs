@@ -58,6 +58,8 @@ pub struct DependencyState {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DependentState {
     pub key: NodeKey,
+    /// It must stop too (so this platform waits for it when stopping).
+    pub stopping: bool,
     /// No pods left and none desired.
     pub stopped: bool,
     /// Its current restart request (annotation), for cascading restarts.

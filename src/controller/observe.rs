@@ -41,9 +41,8 @@ pub fn observe(ctx: &Context, platform: &Platform, key: &NodeKey) -> Observed {
         .into_iter()
         .filter_map(|dependent| {
             let other = ctx.stores.platform(&dependent)?;
-            // Only dependents that are stopping as well hold this platform's stop.
-            topology.stop_causes.get(&dependent)?;
             Some(DependentState {
+                stopping: topology.stop_causes.contains_key(&dependent),
                 stopped: is_stopped(ctx, &dependent),
                 restart_request: annotation(&other, RESTART_ANNOTATION),
                 key: dependent,

@@ -59,6 +59,7 @@ fn dep(name: &str, ready: bool) -> DependencyState {
 fn dependent(name: &str, stopped: bool) -> DependentState {
     DependentState {
         key: key(name),
+        stopping: true,
         stopped,
         restart_request: None,
     }
@@ -226,6 +227,23 @@ fn a_cascade_stop_is_audited_as_such() {
     assert_eq!(d.replicas, Some(0));
     assert_eq!(kinds(&d), vec![ActionKind::CascadeStop]);
     assert!(d.actions[0].reason.contains("Platform/a"));
+}
+
+#[test]
+fn a_stop_does_not_wait_for_dependents_that_keep_running() {
+    let mut o = observed(with_phase(platform("a").stopped().build(), Phase::Running));
+    o.deployment = Some(running_deployment(1));
+    o.stop_cause = Some(StopCause::Spec);
+    o.dependents = vec![DependentState {
+        stopping: false,
+        ..dependent("ordered-after", false)
+    }];
+    let d = decide(&o);
+    assert_eq!(
+        d.replicas,
+        Some(0),
+        "an ordering-edge dependent that keeps running does not hold the stop"
+    );
 }
 
 #[test]
