@@ -2,7 +2,7 @@
 CARGO ?= cargo
 BENCH_DIR ?= bench-results
 
-.PHONY: build test lint fmt crds yaml-lint ci bench bench-graph
+.PHONY: build test lint fmt crds yaml-lint ci bench bench-graph bench-startup
 
 build:
 	$(CARGO) build --locked --release
@@ -26,8 +26,12 @@ yaml-lint:
 
 ci: lint yaml-lint test
 
-bench: bench-graph
+bench: bench-graph bench-startup
 
 bench-graph:
 	mkdir -p $(BENCH_DIR)
 	$(CARGO) run --locked --release --quiet -- bench graph --platforms 100000 --edges 300000 --json $(BENCH_DIR)/graph.json
+
+bench-startup:
+	mkdir -p $(BENCH_DIR)
+	$(CARGO) run --locked --release --quiet -- bench startup --platforms 1000 --depth 20 --json $(BENCH_DIR)/startup.json

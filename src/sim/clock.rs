@@ -168,6 +168,19 @@ impl std::fmt::Debug for SimClock {
     }
 }
 
+/// The operator reads time through its [`Clock`](crate::controller::Clock) trait; in the
+/// simulated cluster it is given the simulator's clock, so that timeouts and timestamps follow
+/// simulated time.
+impl crate::controller::Clock for SimClock {
+    fn now(&self) -> Timestamp {
+        SimClock::now(self)
+    }
+
+    fn real_duration(&self, span: Duration) -> Duration {
+        SimClock::real_duration(self, span)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,18 +220,5 @@ mod tests {
     fn bad_speed_falls_back_to_real_time() {
         assert_eq!(SimClock::new(f64::NAN).speed(), 1.0);
         assert_eq!(SimClock::new(-3.0).speed(), 1.0);
-    }
-}
-
-/// The operator reads time through its [`Clock`](crate::controller::Clock) trait; in the
-/// simulated cluster it is given the simulator's clock, so that timeouts and timestamps follow
-/// simulated time.
-impl crate::controller::Clock for SimClock {
-    fn now(&self) -> Timestamp {
-        SimClock::now(self)
-    }
-
-    fn real_duration(&self, span: Duration) -> Duration {
-        SimClock::real_duration(self, span)
     }
 }
