@@ -15,26 +15,22 @@ impl Graph {
         let mut via = vec![NONE; n];
         let mut best: Option<u32> = None;
         // Waves are a topological order, so every dependency is finished before it is needed.
-        for wave in &self.waves {
-            for key in wave {
-                let Some(v) = self.index_of(key) else {
-                    continue;
-                };
-                let mut start = Duration::ZERO;
-                // Strictly greater keeps the first (smallest-keyed) dependency on ties.
-                for &d in self.deps(v) {
-                    if via[v as usize] == NONE || finish[d as usize] > start {
-                        start = finish[d as usize];
-                        via[v as usize] = d;
-                    }
+        for &v in &self.wave_members {
+            let key = self.key(v);
+            let mut start = Duration::ZERO;
+            // Strictly greater keeps the first (smallest-keyed) dependency on ties.
+            for &d in self.deps(v) {
+                if via[v as usize] == NONE || finish[d as usize] > start {
+                    start = finish[d as usize];
+                    via[v as usize] = d;
                 }
-                finish[v as usize] = start.saturating_add(ready_after(key));
-                best = match best {
-                    Some(b) if finish[b as usize] > finish[v as usize] => Some(b),
-                    Some(b) if finish[b as usize] == finish[v as usize] && b < v => Some(b),
-                    _ => Some(v),
-                };
             }
+            finish[v as usize] = start.saturating_add(ready_after(key));
+            best = match best {
+                Some(b) if finish[b as usize] > finish[v as usize] => Some(b),
+                Some(b) if finish[b as usize] == finish[v as usize] && b < v => Some(b),
+                _ => Some(v),
+            };
         }
         let Some(end) = best else {
             return CriticalPath::default();

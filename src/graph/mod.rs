@@ -19,10 +19,11 @@ mod intern;
 mod order;
 #[cfg(test)]
 mod proptests;
+mod sort;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 pub use errors::{BlockReason, GraphError, render_cycle};
 
@@ -96,7 +97,12 @@ pub struct Graph {
     blocked: BTreeMap<NodeKey, BlockReason>,
     /// Wave per node, [`NONE`] for blocked nodes.
     wave: Vec<u32>,
-    waves: Vec<Vec<NodeKey>>,
+    /// Unblocked nodes by wave, then index: wave `w` is
+    /// `wave_members[wave_starts[w]..wave_starts[w + 1]]`.
+    wave_members: Vec<u32>,
+    wave_starts: Vec<u32>,
+    /// The waves as keys, materialised on first use of [`Graph::waves`].
+    waves: OnceLock<Vec<Vec<NodeKey>>>,
 }
 
 impl Graph {
@@ -109,19 +115,49 @@ impl Graph {
     /// reported as a [`GraphError::SelfDependency`].
     pub fn build(nodes: impl IntoIterator<Item = NodeInput>, ordering: &[OrderingEdge]) -> Graph {
         let mut inputs: Vec<NodeInput> = nodes.into_iter().collect();
-        // Stable sort so that, among duplicates, the first input occurrence comes first.
-        inputs.sort_by(|a, b| a.key.cmp(&b.key));
-        inputs.dedup_by(|later, first| later.key == first.key);
-        let n = inputs.len();
-        // Split so that each dependency list can be consumed, and freed right after its
-        // lookups while still in cache, while the keys stay for the graph.
-        let mut keys: Vec<NodeKey> = Vec::with_capacity(n);
-        let mut dep_lists: Vec<Vec<NodeKey>> = Vec::with_capacity(n);
-        for input in inputs {
-            keys.push(input.key);
-            dep_lists.push(input.depends_on);
+        let order = {
+            let refs: Vec<&NodeKey> = inputs.iter().map(|input| &input.key).collect();
+            sort::sorted_unique(&refs)
+        };
+        // Keys move into the graph; dependency lists are only read and freed afterwards.
+        let mut keys: Vec<NodeKey> = Vec::with_capacity(order.len());
+        let mut dep_lists: Vec<Vec<NodeKey>> = Vec::with_capacity(order.len());
+        for &i in &order {
+            let input = &mut inputs[i as usize];
+            keys.push(std::mem::replace(
+                &mut input.key,
+                NodeKey::new(String::new(), String::new()),
+            ));
+            dep_lists.push(std::mem::take(&mut input.depends_on));
         }
+        drop(inputs);
+        Self::build_sorted(keys, |i| dep_lists[i].as_slice(), ordering)
+    }
 
+    /// [`Graph::build`] on borrowed input: the graph copies the keys it keeps and nothing else,
+    /// so callers that hold the platforms anyway need not build (and free) owned input lists.
+    pub fn build_refs<'a>(
+        nodes: impl IntoIterator<Item = &'a NodeInput>,
+        ordering: &[OrderingEdge],
+    ) -> Graph {
+        let inputs: Vec<&NodeInput> = nodes.into_iter().collect();
+        let order = {
+            let refs: Vec<&NodeKey> = inputs.iter().map(|input| &input.key).collect();
+            sort::sorted_unique(&refs)
+        };
+        let sorted: Vec<&NodeInput> = order.iter().map(|&i| inputs[i as usize]).collect();
+        let keys = sorted.iter().map(|input| input.key.clone()).collect();
+        Self::build_sorted(keys, |i| sorted[i].depends_on.as_slice(), ordering)
+    }
+
+    /// The build proper. `keys` are sorted and unique; `deps_of(i)` is the declared dependency
+    /// list of `keys[i]`.
+    fn build_sorted<'a>(
+        keys: Vec<NodeKey>,
+        deps_of: impl Fn(usize) -> &'a [NodeKey],
+        ordering: &[OrderingEdge],
+    ) -> Graph {
+        let n = keys.len();
         let mut errors = Vec::new();
         let mut self_dep = vec![false; n];
         // Smallest missing dependency per node, as an index into `missing_keys`.
@@ -154,19 +190,19 @@ impl Graph {
         }
         extra.sort_unstable();
 
-        let edge_hint: usize = dep_lists.iter().map(Vec::len).sum::<usize>() + extra.len();
+        let edge_hint: usize = (0..n).map(|i| deps_of(i).len()).sum::<usize>() + extra.len();
         let mut dep_offsets = Vec::with_capacity(n + 1);
         let mut dep_targets: Vec<u32> = Vec::with_capacity(edge_hint);
         let mut dep_kinds = Vec::with_capacity(edge_hint);
         let mut scratch: Vec<(u32, EdgeKind)> = Vec::new();
         let mut extra_pos = 0;
         dep_offsets.push(0u32);
-        for (i, deps) in dep_lists.into_iter().enumerate() {
+        for i in 0..n {
             let i32_ = i as u32;
             let key = &keys[i];
             scratch.clear();
-            for dep in deps {
-                match index.get(&dep) {
+            for dep in deps_of(i) {
+                match index.get(dep) {
                     Some(j) if j == i32_ => self_dep[i] = true,
                     Some(j) => scratch.push((j, EdgeKind::DependsOn)),
                     None => {
@@ -174,18 +210,18 @@ impl Graph {
                         if *slot == NONE {
                             *slot = missing_keys.len() as u32;
                             missing_keys.push(dep.clone());
-                        } else if dep < missing_keys[*slot as usize] {
+                        } else if *dep < missing_keys[*slot as usize] {
                             missing_keys[*slot as usize] = dep.clone();
                         }
                         errors.push(if dep.namespace == key.namespace {
                             GraphError::MissingDependency {
                                 platform: key.clone(),
-                                missing: dep,
+                                missing: dep.clone(),
                             }
                         } else {
                             GraphError::CrossNamespaceMissing {
                                 platform: key.clone(),
-                                missing: dep,
+                                missing: dep.clone(),
                             }
                         });
                     }
@@ -225,7 +261,9 @@ impl Graph {
             errors: Vec::new(),
             blocked: BTreeMap::new(),
             wave: Vec::new(),
-            waves: Vec::new(),
+            wave_members: Vec::new(),
+            wave_starts: Vec::new(),
+            waves: OnceLock::new(),
         };
 
         let sccs = cycles::tarjan(&graph);
@@ -486,6 +524,29 @@ mod tests {
             "second 'a' (depending on missing x) must be ignored"
         );
         assert_eq!(g.dependencies(&k("a")), keys(&["b"]));
+    }
+
+    #[test]
+    fn build_refs_matches_build() {
+        let input = vec![
+            node("top", &["right", "left", "ghost"]),
+            node("right", &["base"]),
+            node("left", &["base"]),
+            node("base", &[]),
+            node("left", &["nothing"]),
+            node("a", &["b"]),
+            node("b", &["a"]),
+        ];
+        let ordering = [ord("base", "right"), ord("phantom", "a")];
+        let owned = Graph::build(input.clone(), &ordering);
+        let borrowed = Graph::build_refs(&input, &ordering);
+        assert_eq!(owned.errors(), borrowed.errors());
+        assert_eq!(owned.blocked(), borrowed.blocked());
+        assert_eq!(owned.waves(), borrowed.waves());
+        assert_eq!(owned.wave_count(), owned.waves().len());
+        assert_eq!(owned.startup_order(), borrowed.startup_order());
+        assert_eq!(owned.shutdown_order(), borrowed.shutdown_order());
+        assert_eq!(borrowed.dependencies(&k("left")), keys(&["base"]));
     }
 
     #[test]

@@ -69,18 +69,28 @@ pub(super) fn classify(
         }
     }
 
-    let mut waves: Vec<Vec<NodeKey>> = match max_wave {
-        Some(m) => vec![Vec::new(); m as usize + 1],
-        None => Vec::new(),
-    };
-    // Filling in index order keeps each wave sorted by key without a sort.
+    // Counting sort by wave; filling in index order keeps each wave sorted by key.
+    let wave_count = max_wave.map_or(0, |m| m as usize + 1);
+    let mut wave_starts = vec![0u32; wave_count + 1];
+    for &w in &wave {
+        if w != NONE {
+            wave_starts[w as usize + 1] += 1;
+        }
+    }
+    for w in 0..wave_count {
+        wave_starts[w + 1] += wave_starts[w];
+    }
+    let mut fill = wave_starts.clone();
+    let mut wave_members = vec![0u32; wave_starts[wave_count] as usize];
     for (v, &w) in wave.iter().enumerate() {
         if w != NONE {
-            waves[w as usize].push(g.keys[v].clone());
+            wave_members[fill[w as usize] as usize] = v as u32;
+            fill[w as usize] += 1;
         }
     }
     g.wave = wave;
-    g.waves = waves;
+    g.wave_members = wave_members;
+    g.wave_starts = wave_starts;
     g.blocked = blocked;
 }
 
@@ -88,7 +98,21 @@ impl Graph {
     /// Startup waves of the unblocked platforms: wave 0 has no dependencies, a platform's wave
     /// is 1 + the highest wave among its dependencies; each wave is sorted by key.
     pub fn waves(&self) -> &[Vec<NodeKey>] {
-        &self.waves
+        self.waves.get_or_init(|| {
+            (0..self.wave_count())
+                .map(|w| self.keys_of(self.wave_members(w)))
+                .collect()
+        })
+    }
+
+    /// Number of startup waves, without materialising them.
+    pub fn wave_count(&self) -> usize {
+        self.wave_starts.len().saturating_sub(1)
+    }
+
+    /// Members of wave `w` in key order.
+    pub(super) fn wave_members(&self, w: usize) -> &[u32] {
+        &self.wave_members[self.wave_starts[w] as usize..self.wave_starts[w + 1] as usize]
     }
 
     /// `None` for unknown and for blocked platforms.
@@ -102,16 +126,16 @@ impl Graph {
 
     /// The waves flattened: every platform comes after all of its dependencies.
     pub fn startup_order(&self) -> Vec<NodeKey> {
-        self.waves.iter().flatten().cloned().collect()
+        // All waves back to back are exactly the unblocked members in wave, then key order.
+        self.keys_of(&self.wave_members)
     }
 
     /// The startup order reversed: every platform comes before all of its dependencies.
     pub fn shutdown_order(&self) -> Vec<NodeKey> {
-        self.waves
+        self.wave_members
             .iter()
             .rev()
-            .flat_map(|w| w.iter().rev())
-            .cloned()
+            .map(|&i| self.key(i).clone())
             .collect()
     }
 }
