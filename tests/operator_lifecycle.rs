@@ -7,26 +7,20 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::Api;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::ListParams;
 use operator_support::*;
 use platform_operator::controller::model::{RESTART_ANNOTATION, RESTART_DEPENDENTS_ANNOTATION};
-use platform_operator::crd::{Phase, Platform};
+use platform_operator::crd::Phase;
 use platform_operator::fixtures::{TEST_NAMESPACE, platform};
 use serde_json::json;
 
 async fn annotate(client: &kube::Client, name: &str, annotations: BTreeMap<&str, &str>) {
-    let api: Api<Platform> = Api::namespaced(client.clone(), TEST_NAMESPACE);
-    let params = PatchParams {
-        field_manager: Some(USER.into()),
-        ..Default::default()
-    };
-    api.patch(
+    patch_platform(
+        client,
         name,
-        &params,
-        &Patch::Merge(json!({"metadata": {"annotations": annotations}})),
+        json!({"metadata": {"annotations": annotations}}),
     )
-    .await
-    .expect("annotated");
+    .await;
 }
 
 async fn pod_names(client: &kube::Client, platform: &str) -> Vec<String> {

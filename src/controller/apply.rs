@@ -2,11 +2,11 @@
 //! apply under the operator's field manager; the finalizer is changed with a JSON patch guarded
 //! by a `test` of the current list, so a concurrent change fails instead of being overwritten.
 
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use crate::crd::{Platform, PlatformStatus};
@@ -23,37 +23,28 @@ fn apply_params(ctx: &Context) -> PatchParams {
     PatchParams::apply(&ctx.field_manager).force()
 }
 
-pub async fn apply_deployment(ctx: &Context, deployment: &Deployment) -> Result<Deployment, Error> {
-    let namespace = deployment
-        .metadata
+/// Server-side applies a namespaced object the operator owns; returns it as stored.
+pub async fn apply_owned<K>(ctx: &Context, object: &K, action: &'static str) -> Result<K, Error>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let namespace = object
+        .meta()
         .namespace
         .as_deref()
         .ok_or(Error::MissingMetadata("metadata.namespace"))?;
-    let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), namespace);
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
     api.patch(
-        &deployment.name_any(),
+        &object.name_any(),
         &apply_params(ctx),
-        &Patch::Apply(deployment),
+        &Patch::Apply(object),
     )
     .await
-    .map_err(kube_error("apply the Deployment"))
-}
-
-pub async fn apply_config_map(ctx: &Context, config_map: &ConfigMap) -> Result<(), Error> {
-    let namespace = config_map
-        .metadata
-        .namespace
-        .as_deref()
-        .ok_or(Error::MissingMetadata("metadata.namespace"))?;
-    let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
-    api.patch(
-        &config_map.name_any(),
-        &apply_params(ctx),
-        &Patch::Apply(config_map),
-    )
-    .await
-    .map_err(kube_error("apply the ConfigMap"))?;
-    Ok(())
+    .map_err(kube_error(action))
 }
 
 pub async fn write_status(

@@ -10,9 +10,7 @@ use kube::runtime::reflector::ObjectRef;
 use crate::crd::{Phase, Platform};
 use crate::stack::key_of;
 
-use super::apply::{
-    apply_config_map, apply_deployment, audit, change_finalizer, request_restart, write_status,
-};
+use super::apply::{apply_owned, audit, change_finalizer, request_restart, write_status};
 use super::build::{SPEC_HASH_ANNOTATION, build_config_map, build_deployment};
 use super::context::Context;
 use super::decide::decide;
@@ -100,7 +98,7 @@ async fn apply_workload(
             .get(&ObjectRef::from_obj(&config_map))
             .and_then(|live| live.annotations().get(SPEC_HASH_ANNOTATION).cloned());
         if live_hash.as_ref() != config_map.annotations().get(SPEC_HASH_ANNOTATION) {
-            apply_config_map(ctx, &config_map).await?;
+            apply_owned(ctx, &config_map, "apply the ConfigMap").await?;
         }
     }
     let restart = decision.handled_restart.clone().or_else(|| {
@@ -115,7 +113,7 @@ async fn apply_workload(
         .as_ref()
         .and_then(|d| d.applied_hash.clone());
     if live_hash.as_ref() != deployment.annotations().get(SPEC_HASH_ANNOTATION) {
-        apply_deployment(ctx, &deployment).await?;
+        apply_owned(ctx, &deployment, "apply the Deployment").await?;
     }
     Ok(())
 }

@@ -87,20 +87,21 @@ pub async fn apply_group(client: &Client, group: &PlatformGroup) {
     .expect("group applied");
 }
 
-/// Merge-patches a Platform's spec as a user would.
-pub async fn patch_spec(client: &Client, name: &str, spec: Value) {
+/// Merge-patches a Platform as a user would.
+pub async fn patch_platform(client: &Client, name: &str, patch: Value) {
     let api: Api<Platform> = Api::namespaced(client.clone(), TEST_NAMESPACE);
     let params = PatchParams {
         field_manager: Some(USER.into()),
         ..Default::default()
     };
-    api.patch(
-        name,
-        &params,
-        &Patch::Merge(serde_json::json!({ "spec": spec })),
-    )
-    .await
-    .expect("spec patched");
+    api.patch(name, &params, &Patch::Merge(patch))
+        .await
+        .expect("platform patched");
+}
+
+/// Merge-patches a Platform's spec as a user would.
+pub async fn patch_spec(client: &Client, name: &str, spec: Value) {
+    patch_platform(client, name, serde_json::json!({ "spec": spec })).await;
 }
 
 pub async fn platforms(client: &Client) -> BTreeMap<String, Platform> {
