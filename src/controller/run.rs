@@ -103,50 +103,25 @@ impl Operator {
         let (related_tx, related_rx) = mpsc::unbounded::<ObjectRef<Platform>>();
         let (groups_tx, groups_rx) = mpsc::unbounded::<ObjectRef<PlatformGroup>>();
         let tap_ctx = ctx.clone();
-        let relist_ctx = ctx.clone();
         let platform_stream = reflector(
             platforms_writer,
             watcher(platforms_api, watcher::Config::default()).default_backoff(),
         )
-        .inspect(move |event| relisted(&relist_ctx, event))
-        .touched_objects()
         .inspect({
-            let mut last_seen: HashMap<NodeKey, u64> = HashMap::new();
-            let mut last_shape: HashMap<NodeKey, u64> = HashMap::new();
+            let mut tap = PlatformTap {
+                ctx: tap_ctx,
+                related_tx,
+                groups_tx,
+                seen: HashMap::new(),
+                shapes: HashMap::new(),
+            };
             move |event| {
-                if let Ok(changed) = event {
-                    // Neighbours care about readiness, phase and spec, not about every status
-                    // message: only those changes fan out.
-                    let key = key_of(changed);
-                    let deleted = tap_ctx
-                        .stores
-                        .platforms
-                        .get(&ObjectRef::from_obj(changed))
-                        .is_none();
-                    let signature = neighbour_signature(changed);
-                    let shape = shape_signature(changed);
-                    if deleted {
-                        last_seen.remove(&key);
-                        last_shape.remove(&key);
-                        tap_ctx.topology_changed();
-                        tap_ctx.forget(&key);
-                    } else {
-                        if last_shape.insert(key.clone(), shape) != Some(shape) {
-                            tap_ctx.topology_changed();
-                        }
-                        if last_seen.insert(key, signature) == Some(signature) {
-                            return;
-                        }
-                    }
-                    for related in related_platforms(&tap_ctx, changed) {
-                        let _ = related_tx.unbounded_send(related);
-                    }
-                    for group in groups_of(&tap_ctx, changed) {
-                        let _ = groups_tx.unbounded_send(group);
-                    }
+                if let Ok(event) = event {
+                    tap.observe(event);
                 }
             }
-        });
+        })
+        .touched_objects();
         let deployment_stream = reflector(
             deployments_writer,
             watcher(deployments_api, managed.clone()).default_backoff(),
@@ -349,6 +324,64 @@ fn related_platforms(ctx: &Context, changed: &Platform) -> Vec<ObjectRef<Platfor
         .into_iter()
         .map(|k| ObjectRef::new(&k.name).within(&k.namespace))
         .collect()
+}
+
+/// Fans a platform's relevant changes out to its neighbours and groups, and keeps the topology
+/// version current. Works on raw watch events: a (re)list queues every platform anyway, so its
+/// objects only update the bookkeeping, and the topology is rebuilt once when the list is done
+/// (not once per object: that would be quadratic at startup).
+struct PlatformTap {
+    ctx: Arc<Context>,
+    related_tx: mpsc::UnboundedSender<ObjectRef<Platform>>,
+    groups_tx: mpsc::UnboundedSender<ObjectRef<PlatformGroup>>,
+    /// What neighbours react to, per platform, as last seen.
+    seen: HashMap<NodeKey, u64>,
+    /// What shapes the topology, per platform, as last seen.
+    shapes: HashMap<NodeKey, u64>,
+}
+
+impl PlatformTap {
+    fn observe(&mut self, event: &watcher::Event<Platform>) {
+        match event {
+            watcher::Event::Init => {}
+            watcher::Event::InitApply(platform) => {
+                let key = key_of(platform);
+                self.shapes.insert(key.clone(), shape_signature(platform));
+                self.seen.insert(key, neighbour_signature(platform));
+            }
+            watcher::Event::InitDone => self.ctx.topology_changed(),
+            watcher::Event::Apply(platform) => {
+                let key = key_of(platform);
+                if self.shapes.insert(key.clone(), shape_signature(platform))
+                    != Some(shape_signature(platform))
+                {
+                    self.ctx.topology_changed();
+                }
+                if self.seen.insert(key, neighbour_signature(platform))
+                    != Some(neighbour_signature(platform))
+                {
+                    self.fan_out(platform);
+                }
+            }
+            watcher::Event::Delete(platform) => {
+                let key = key_of(platform);
+                self.seen.remove(&key);
+                self.shapes.remove(&key);
+                self.ctx.topology_changed();
+                self.ctx.forget(&key);
+                self.fan_out(platform);
+            }
+        }
+    }
+
+    fn fan_out(&self, platform: &Platform) {
+        for related in related_platforms(&self.ctx, platform) {
+            let _ = self.related_tx.unbounded_send(related);
+        }
+        for group in groups_of(&self.ctx, platform) {
+            let _ = self.groups_tx.unbounded_send(group);
+        }
+    }
 }
 
 /// What a platform's neighbours and groups react to: its spec, labels, deletion, restart
