@@ -123,13 +123,7 @@ async fn an_operator_restart_mid_startup_converges_in_order() {
     sandbox.kill_operator();
     tokio::time::sleep(Duration::from_millis(300)).await;
     sandbox.start_operator().expect("operator restarts");
-    wait_for(
-        &client,
-        "Running",
-        Duration::from_secs(30),
-        all_in(Phase::Running, &TRADING),
-    )
-    .await;
+    wait_running(&client, &TRADING).await;
     assert_started_in_order(&sandbox.cluster.writes(), &chain_dependencies(&TRADING));
     sandbox.shutdown().await;
 }
@@ -139,13 +133,7 @@ async fn steady_state_makes_no_writes() {
     let sandbox = sandbox().await;
     let client = sandbox.client();
     apply(&client, &chain(&TRADING, "500ms")).await;
-    wait_for(
-        &client,
-        "Running",
-        Duration::from_secs(30),
-        all_in(Phase::Running, &TRADING),
-    )
-    .await;
+    wait_running(&client, &TRADING).await;
     // Let in-flight reconciles and status writes settle.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = sandbox.cluster.writes().len();

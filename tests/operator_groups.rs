@@ -46,13 +46,7 @@ async fn a_group_starts_in_order_reports_its_waves_and_stops_in_reverse() {
     )
     .await;
     apply(&client, &labelled_chain(&TRADING)).await;
-    wait_for(
-        &client,
-        "Running",
-        Duration::from_secs(30),
-        all_in(Phase::Running, &TRADING),
-    )
-    .await;
+    wait_running(&client, &TRADING).await;
 
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let status = loop {
@@ -141,13 +135,7 @@ async fn members_inherit_group_defaults_they_do_not_set() {
         &[platform("inherits").label("stack", "trading").build(), own],
     )
     .await;
-    wait_for(
-        &client,
-        "Running",
-        Duration::from_secs(30),
-        all_in(Phase::Running, &["inherits", "own"]),
-    )
-    .await;
+    wait_running(&client, &["inherits", "own"]).await;
     let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
         Api::namespaced(client.clone(), TEST_NAMESPACE);
     let grace = |name: &'static str| {
@@ -235,13 +223,7 @@ async fn a_platform_selected_by_two_groups_is_reported_on_both_and_keeps_running
             .build()],
     )
     .await;
-    wait_for(
-        &client,
-        "Running",
-        Duration::from_secs(30),
-        all_in(Phase::Running, &["shared"]),
-    )
-    .await;
+    wait_running(&client, &["shared"]).await;
     apply_group(
         &client,
         &group("one").selecting("stack", "trading").stopped().build(),

@@ -44,13 +44,7 @@ async fn a_restart_request_rolls_the_pods_and_leaves_dependents_running() {
     let sandbox = sandbox().await;
     let client = sandbox.client();
     apply(&client, &chain(&["db", "app"], "500ms")).await;
-    wait_for(
-        &client,
-        "Running",
-        Duration::from_secs(30),
-        all_in(Phase::Running, &["db", "app"]),
-    )
-    .await;
+    wait_running(&client, &["db", "app"]).await;
     let db_before = pod_names(&client, "db").await;
     let app_before = pod_names(&client, "app").await;
 
@@ -96,13 +90,7 @@ async fn a_cascading_restart_rolls_dependents_after_the_platform_is_ready_again(
     let sandbox = sandbox().await;
     let client = sandbox.client();
     apply(&client, &chain(&["db", "app", "web"], "1s")).await;
-    wait_for(
-        &client,
-        "Running",
-        Duration::from_secs(30),
-        all_in(Phase::Running, &["db", "app", "web"]),
-    )
-    .await;
+    wait_running(&client, &["db", "app", "web"]).await;
     let before = sandbox.cluster.writes().len();
 
     annotate(
@@ -187,13 +175,7 @@ async fn config_is_rendered_mounted_and_a_change_rolls_the_pods() {
             .build()],
     )
     .await;
-    wait_for(
-        &client,
-        "Running",
-        Duration::from_secs(30),
-        all_in(Phase::Running, &["cfg"]),
-    )
-    .await;
+    wait_running(&client, &["cfg"]).await;
     let maps: Api<ConfigMap> = Api::namespaced(client.clone(), TEST_NAMESPACE);
     let map = maps.get("cfg-config").await.expect("config map");
     assert_eq!(
@@ -270,13 +252,7 @@ async fn an_ordered_stop_proceeds_after_the_shutdown_timeout_with_a_warning() {
         timeout_seconds: None,
     });
     apply(&client, &[root, stuck]).await;
-    wait_for(
-        &client,
-        "Running",
-        Duration::from_secs(30),
-        all_in(Phase::Running, &["root", "stuck"]),
-    )
-    .await;
+    wait_running(&client, &["root", "stuck"]).await;
 
     patch_spec(&client, "root", json!({"desiredState": "Stopped"})).await;
     let done = wait_for(

@@ -42,13 +42,7 @@ async fn stopping_the_root_stops_its_dependents_first_in_reverse_order() {
     let sandbox = sandbox().await;
     let client = sandbox.client();
     apply(&client, &chain(&TRADING, "500ms")).await;
-    wait_for(
-        &client,
-        "Running",
-        Duration::from_secs(30),
-        all_in(Phase::Running, &TRADING),
-    )
-    .await;
+    wait_running(&client, &TRADING).await;
 
     patch_spec(
         &client,
@@ -102,13 +96,7 @@ async fn deleting_a_platform_with_dependents_follows_the_shutdown_order() {
     let sandbox = sandbox().await;
     let client = sandbox.client();
     apply(&client, &chain(&TRADING, "500ms")).await;
-    let running = wait_for(
-        &client,
-        "Running",
-        Duration::from_secs(30),
-        all_in(Phase::Running, &TRADING),
-    )
-    .await;
+    let running = wait_running(&client, &TRADING).await;
     assert!(
         running["market-data-service"]
             .metadata

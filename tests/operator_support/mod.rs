@@ -162,6 +162,17 @@ pub async fn wait_for(
     }
 }
 
+/// Waits until every named platform is Running.
+pub async fn wait_running(client: &Client, names: &[&str]) -> BTreeMap<String, Platform> {
+    wait_for(
+        client,
+        "Running",
+        Duration::from_secs(30),
+        all_in(Phase::Running, names),
+    )
+    .await
+}
+
 pub fn all_in(phase_wanted: Phase, names: &[&str]) -> impl Fn(&BTreeMap<String, Platform>) -> bool {
     let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
     move |platforms| {
