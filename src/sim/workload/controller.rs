@@ -169,6 +169,7 @@ impl DeploymentController {
         let mut next: Option<Timestamp> = None;
         let mut waiting = false;
         let mut live = HashSet::new();
+        let mut jobs: Vec<Job<'_>> = Vec::new();
         for deployment in deployments.state() {
             let Some(uid) = deployment.metadata.uid.clone() else {
                 continue;
@@ -197,9 +198,37 @@ impl DeploymentController {
             }
             let owned = owned_pods(&deployment, candidates.iter().copied());
             let plan = plan(&deployment, &owned, now);
-            self.apply(&deployment, &uid, &owned, &plan, now).await;
-            self.settled.insert(uid.clone(), (digest, plan.recheck_at));
-            if let Some(at) = plan.recheck_at {
+            let name = deployment.metadata.name.clone().unwrap_or_default();
+            let names = (0..plan.create)
+                .map(|_| pod_name(&name, &plan.hash, self.next_random()))
+                .collect();
+            jobs.push(Job {
+                deployment,
+                uid,
+                owned,
+                plan,
+                names,
+                digest,
+            });
+        }
+        // Deployments are synced concurrently, as the controller-manager's workers do; events
+        // are recorded afterwards (the recorder aggregates, so it is not shared).
+        let outcomes = futures::future::join_all(
+            jobs.iter()
+                .map(|job| execute(&self.client, &self.node_name, job, now)),
+        )
+        .await;
+        for (job, outcome) in jobs.iter().zip(outcomes) {
+            if !outcome.expectation.creates.is_empty() || !outcome.expectation.deletes.is_empty() {
+                self.expectations
+                    .insert(job.uid.clone(), outcome.expectation);
+            }
+            for note in &outcome.notes {
+                self.recorder.record(&outcome.object, note, 1).await;
+            }
+            self.settled
+                .insert(job.uid.clone(), (job.digest, job.plan.recheck_at));
+            if let Some(at) = job.plan.recheck_at {
                 next = Some(next.map_or(at, |n| n.min(at)));
             }
         }
@@ -232,123 +261,6 @@ impl DeploymentController {
         met
     }
 
-    async fn apply(
-        &mut self,
-        deployment: &Deployment,
-        uid: &str,
-        owned: &[&Pod],
-        plan: &Plan,
-        now: Timestamp,
-    ) {
-        let namespace = deployment.metadata.namespace.clone().unwrap_or_default();
-        let name = deployment.metadata.name.clone().unwrap_or_default();
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
-        let object = reference(deployment);
-        let mut expectation = Expectation {
-            creates: HashSet::new(),
-            deletes: HashSet::new(),
-            since: Instant::now(),
-        };
-        let post = PostParams {
-            field_manager: Some(FIELD_MANAGER.to_owned()),
-            ..PostParams::default()
-        };
-        for _ in 0..plan.create {
-            let pod_name = pod_name(&name, &plan.hash, self.next_random());
-            let mut pod = pod_from_template(deployment, &plan.hash, &pod_name);
-            // No scheduler: pods are created bound to the simulated node.
-            if let Some(spec) = pod.spec.as_mut()
-                && spec.node_name.as_deref().is_none_or(str::is_empty)
-            {
-                spec.node_name = Some(self.node_name.clone());
-            }
-            match api.create(&post, &pod).await {
-                Ok(_) => {
-                    expectation.creates.insert(pod_name.clone());
-                    let note = note(
-                        EventType::Normal,
-                        "SuccessfulCreate",
-                        format!("Created pod: {pod_name}"),
-                        now,
-                    );
-                    self.recorder.record(&object, &note, 1).await;
-                }
-                Err(error) => {
-                    tracing::debug!(%error, deployment = %name, "failed to create a pod");
-                    let note = note(
-                        EventType::Warning,
-                        "FailedCreate",
-                        format!("Error creating: {error}"),
-                        now,
-                    );
-                    self.recorder.record(&object, &note, 1).await;
-                }
-            }
-        }
-        for pod_name in &plan.delete {
-            let Some(pod) = owned
-                .iter()
-                .find(|p| p.metadata.name.as_ref() == Some(pod_name))
-            else {
-                continue;
-            };
-            let grace = pod
-                .spec
-                .as_ref()
-                .and_then(|s| s.termination_grace_period_seconds)
-                .unwrap_or(30)
-                .max(0);
-            let params = DeleteParams {
-                grace_period_seconds: Some(u32::try_from(grace).unwrap_or(30)),
-                preconditions: Some(Preconditions {
-                    uid: pod.metadata.uid.clone(),
-                    resource_version: None,
-                }),
-                ..DeleteParams::default()
-            };
-            match api.delete(pod_name, &params).await {
-                Ok(_) => {
-                    expectation.deletes.insert(pod_name.clone());
-                    let note = note(
-                        EventType::Normal,
-                        "SuccessfulDelete",
-                        format!("Deleted pod: {pod_name}"),
-                        now,
-                    );
-                    self.recorder.record(&object, &note, 1).await;
-                }
-                Err(kube::Error::Api(status)) if status.code == 404 => {}
-                Err(error) => tracing::debug!(%error, pod = %pod_name, "failed to delete a pod"),
-            }
-        }
-        if !expectation.creates.is_empty() || !expectation.deletes.is_empty() {
-            self.expectations.insert(uid.to_owned(), expectation);
-        }
-
-        // Status, only when it changed.
-        let mut desired = serde_json::to_value(&plan.status).unwrap_or_default();
-        if let Some(fields) = desired.as_object_mut() {
-            for counter in COUNTERS {
-                fields.entry(counter).or_insert(serde_json::Value::Null);
-            }
-        }
-        let current = serde_json::to_value(&deployment.status).unwrap_or_default();
-        if !json_subset(&desired, &current) {
-            let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), &namespace);
-            let params = PatchParams {
-                field_manager: Some(FIELD_MANAGER.to_owned()),
-                ..PatchParams::default()
-            };
-            let patch = serde_json::json!({ "status": desired });
-            if let Err(error) = deployments
-                .patch_status(&name, &params, &Patch::Merge(&patch))
-                .await
-            {
-                tracing::debug!(%error, deployment = %name, "failed to write deployment status");
-            }
-        }
-    }
-
     /// splitmix64.
     fn next_random(&mut self) -> u64 {
         self.random = self.random.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -366,5 +278,137 @@ fn note(type_: EventType, reason: &'static str, message: String, at: Timestamp) 
         message,
         container: None,
         at,
+    }
+}
+
+/// One Deployment's work in a pass.
+struct Job<'a> {
+    deployment: Arc<Deployment>,
+    uid: String,
+    owned: Vec<&'a Pod>,
+    plan: Plan,
+    /// Names of the pods to create (drawn before the concurrent part).
+    names: Vec<String>,
+    digest: u64,
+}
+
+/// What syncing one Deployment did.
+struct Outcome {
+    expectation: Expectation,
+    notes: Vec<Note>,
+    object: k8s_openapi::api::core::v1::ObjectReference,
+}
+
+async fn execute(client: &Client, node_name: &str, job: &Job<'_>, now: Timestamp) -> Outcome {
+    let (deployment, owned, plan) = (job.deployment.as_ref(), job.owned.as_slice(), &job.plan);
+    let namespace = deployment.metadata.namespace.clone().unwrap_or_default();
+    let name = deployment.metadata.name.clone().unwrap_or_default();
+    let api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    let object = reference(deployment);
+    let mut notes = Vec::new();
+    let mut expectation = Expectation {
+        creates: HashSet::new(),
+        deletes: HashSet::new(),
+        since: Instant::now(),
+    };
+    let post = PostParams {
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+        ..PostParams::default()
+    };
+    for pod_name in &job.names {
+        let pod_name = pod_name.clone();
+        let mut pod = pod_from_template(deployment, &plan.hash, &pod_name);
+        // No scheduler: pods are created bound to the simulated node.
+        if let Some(spec) = pod.spec.as_mut()
+            && spec.node_name.as_deref().is_none_or(str::is_empty)
+        {
+            spec.node_name = Some(node_name.to_owned());
+        }
+        match api.create(&post, &pod).await {
+            Ok(_) => {
+                expectation.creates.insert(pod_name.clone());
+                let note = note(
+                    EventType::Normal,
+                    "SuccessfulCreate",
+                    format!("Created pod: {pod_name}"),
+                    now,
+                );
+                notes.push(note);
+            }
+            Err(error) => {
+                tracing::debug!(%error, deployment = %name, "failed to create a pod");
+                let note = note(
+                    EventType::Warning,
+                    "FailedCreate",
+                    format!("Error creating: {error}"),
+                    now,
+                );
+                notes.push(note);
+            }
+        }
+    }
+    for pod_name in &plan.delete {
+        let Some(pod) = owned
+            .iter()
+            .find(|p| p.metadata.name.as_ref() == Some(pod_name))
+        else {
+            continue;
+        };
+        let grace = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .unwrap_or(30)
+            .max(0);
+        let params = DeleteParams {
+            grace_period_seconds: Some(u32::try_from(grace).unwrap_or(30)),
+            preconditions: Some(Preconditions {
+                uid: pod.metadata.uid.clone(),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        match api.delete(pod_name, &params).await {
+            Ok(_) => {
+                expectation.deletes.insert(pod_name.clone());
+                let note = note(
+                    EventType::Normal,
+                    "SuccessfulDelete",
+                    format!("Deleted pod: {pod_name}"),
+                    now,
+                );
+                notes.push(note);
+            }
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(error) => tracing::debug!(%error, pod = %pod_name, "failed to delete a pod"),
+        }
+    }
+
+    // Status, only when it changed.
+    let mut desired = serde_json::to_value(&plan.status).unwrap_or_default();
+    if let Some(fields) = desired.as_object_mut() {
+        for counter in COUNTERS {
+            fields.entry(counter).or_insert(serde_json::Value::Null);
+        }
+    }
+    let current = serde_json::to_value(&deployment.status).unwrap_or_default();
+    if !json_subset(&desired, &current) {
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_owned()),
+            ..PatchParams::default()
+        };
+        let patch = serde_json::json!({ "status": desired });
+        if let Err(error) = deployments
+            .patch_status(&name, &params, &Patch::Merge(&patch))
+            .await
+        {
+            tracing::debug!(%error, deployment = %name, "failed to write deployment status");
+        }
+    }
+    Outcome {
+        expectation,
+        notes,
+        object,
     }
 }
