@@ -128,12 +128,14 @@ fn decide_run(observed: &Observed, current: Option<i32>, desired: i32, decision:
         }
         if let Some(group) = &observed.group
             && group.max_concurrent_starts > 0
-            && group.starting_members >= group.max_concurrent_starts as usize
+            && group.starting_members.len() >= group.max_concurrent_starts as usize
         {
             decision.phase = Phase::WaitingForDependencies;
             decision.message = format!(
                 "waiting for a start slot in group {} ({} starting, at most {})",
-                group.key.name, group.starting_members, group.max_concurrent_starts
+                group.key.name,
+                group.starting_members.len(),
+                group.max_concurrent_starts
             );
             return;
         }

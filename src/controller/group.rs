@@ -19,6 +19,7 @@ use crate::stack::key_of;
 
 use super::context::{Context, Topology};
 use super::error::{Error, kube_error};
+use super::observe::whole_seconds;
 use super::status::set_condition;
 
 #[tracing::instrument(skip_all, fields(namespace = group.namespace(), group = group.name_any()))]
@@ -36,8 +37,7 @@ pub async fn reconcile(group: Arc<PlatformGroup>, ctx: Arc<Context>) -> Result<R
         .flatten()
         .map(|member| (member.clone(), ctx.stores.platform(member)))
         .collect();
-    let now =
-        Timestamp::from_second(ctx.clock.now().as_second()).unwrap_or_else(|_| ctx.clock.now());
+    let now = whole_seconds(ctx.clock.now());
     let status = group_status(&group, &topology, &members, now);
     if group.status.as_ref() != Some(&status) {
         let namespace = group

@@ -2,6 +2,7 @@
 //! observe step fills [`Observed`] from the caches, the pure [`super::decide`] turns it into a
 //! [`Decision`], and the apply step carries the decision out.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
@@ -116,7 +117,7 @@ pub struct GroupFacts {
     /// 0 means unlimited.
     pub max_concurrent_starts: u32,
     /// Other members starting right now.
-    pub starting_members: usize,
+    pub starting_members: BTreeSet<NodeKey>,
 }
 
 /// Everything one decision needs.

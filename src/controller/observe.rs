@@ -58,7 +58,7 @@ pub fn observe(ctx: &Context, platform: &Platform, key: &NodeKey) -> Observed {
                 .startup
                 .as_ref()
                 .map_or(0, |s| s.max_concurrent_starts),
-            starting_members: starting.len(),
+            starting_members: starting,
             key: group_key,
         }
     });
@@ -187,6 +187,6 @@ fn annotation(platform: &Platform, key: &str) -> Option<String> {
 
 /// Status timestamps have whole-second precision on the wire; deciding with the same precision
 /// keeps a re-read status equal to the one computed.
-fn whole_seconds(now: Timestamp) -> Timestamp {
+pub(crate) fn whole_seconds(now: Timestamp) -> Timestamp {
     Timestamp::from_second(now.as_second()).unwrap_or(now)
 }

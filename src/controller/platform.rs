@@ -16,7 +16,7 @@ use super::context::Context;
 use super::decide::decide;
 use super::error::Error;
 use super::model::FinalizerChange;
-use super::observe::{observe, starting_members};
+use super::observe::observe;
 use super::status::next_status;
 
 /// How soon to look again while the caches are still doing their first list.
@@ -38,9 +38,8 @@ pub async fn reconcile(platform: Arc<Platform>, ctx: Arc<Context>) -> Result<Req
     if decision.starts
         && let Some(group) = &observed.group
     {
-        let topology = ctx.topology();
-        let starting = starting_members(&ctx, &topology, &group.key, &key);
-        if !ctx.try_take_slot(&group.key, &key, group.max_concurrent_starts, &starting) {
+        let starting = &group.starting_members;
+        if !ctx.try_take_slot(&group.key, &key, group.max_concurrent_starts, starting) {
             return Ok(Requeue::requeue(SLOT_RETRY));
         }
     }

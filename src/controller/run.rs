@@ -352,14 +352,11 @@ impl PlatformTap {
             watcher::Event::InitDone => self.ctx.topology_changed(),
             watcher::Event::Apply(platform) => {
                 let key = key_of(platform);
-                if self.shapes.insert(key.clone(), shape_signature(platform))
-                    != Some(shape_signature(platform))
-                {
+                let (shape, signature) = (shape_signature(platform), neighbour_signature(platform));
+                if self.shapes.insert(key.clone(), shape) != Some(shape) {
                     self.ctx.topology_changed();
                 }
-                if self.seen.insert(key, neighbour_signature(platform))
-                    != Some(neighbour_signature(platform))
-                {
+                if self.seen.insert(key, signature) != Some(signature) {
                     self.fan_out(platform);
                 }
             }

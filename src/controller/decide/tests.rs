@@ -114,7 +114,7 @@ fn respects_the_group_start_limit() {
     o.group = Some(GroupFacts {
         key: key("g"),
         max_concurrent_starts: 2,
-        starting_members: 2,
+        starting_members: [key("s1"), key("s2")].into(),
     });
     let d = decide(&o);
     assert_eq!(d.replicas, None);
@@ -122,7 +122,7 @@ fn respects_the_group_start_limit() {
     o.group = Some(GroupFacts {
         key: key("g"),
         max_concurrent_starts: 2,
-        starting_members: 1,
+        starting_members: [key("s1")].into(),
     });
     assert!(decide(&o).starts);
 }
