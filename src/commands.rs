@@ -128,9 +128,7 @@ pub fn run(args: RunArgs) -> ExitCode {
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let probes = tokio::spawn(api::serve(
             args.probe_addr,
-            ApiState {
-                stores: operator.stores().clone(),
-            },
+            ApiState::of(&operator),
             async {
                 let _ = stop_rx.await;
             },
@@ -190,9 +188,7 @@ async fn run_sandbox(args: SandboxArgs, live: bool) -> ExitCode {
         Ok(operator) => operator,
         Err(error) => return fail(&format!("failed to start the operator: {error}")),
     };
-    let state = ApiState {
-        stores: operator.stores().clone(),
-    };
+    let state = ApiState::of(operator);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(api::serve(args.api_addr, state, async {
         let _ = stop_rx.await;

@@ -19,17 +19,22 @@ pub mod context;
 pub mod decide;
 mod error;
 pub mod group;
+pub mod health;
 pub mod model;
 mod observe;
+mod own_writes;
+pub mod plan;
 mod platform;
+mod report;
 mod run;
 pub mod status;
 pub mod stopping;
+mod tap;
 
 pub use clock::{Clock, SystemClock};
-pub use context::{Context, Stores, Topology};
+pub use context::{Context, Stores, TableSizes, Topology};
 pub use error::Error;
-pub use run::{Operator, OperatorConfig, shutdown_signal};
+pub use run::{DEFAULT_CONCURRENCY, Operator, OperatorConfig, shutdown_signal};
 
 /// The field manager of every write the operator makes.
 pub const FIELD_MANAGER: &str = "platform-operator";
