@@ -241,10 +241,8 @@ async fn supervised(ctx: Arc<Context>, kind: ControllerKind, task: impl Future<O
     ctx.health.of(kind).mark_ended();
 }
 
-fn until_true(mut rx: watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
-    async move {
-        let _ = rx.wait_for(|stopping| *stopping).await;
-    }
+async fn until_true(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stopping| *stopping).await;
 }
 
 /// The Platform controller: triggered by its Platforms, their Deployments, ConfigMaps and pods,
