@@ -16,7 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Resource;
 
-use crate::crd::{CpuMemory, Platform};
+use crate::crd::{CpuMemory, Platform, PodTemplate};
 use crate::stack::EffectiveSettings;
 
 use super::error::Error;
@@ -57,7 +57,7 @@ pub fn build_deployment(
     let selector: BTreeMap<String, String> = [(PLATFORM_LABEL.to_string(), name.clone())].into();
 
     let mut template = match &platform.spec.template {
-        Some(template) => template.clone(),
+        Some(template) => parse_template(template)?,
         None => PodTemplateSpec {
             metadata: None,
             spec: Some(PodSpec {
@@ -159,6 +159,19 @@ pub fn build_config_map(platform: &Platform) -> Result<Option<ConfigMap>, Error>
     };
     stamp_hash(&mut config_map.metadata, &config_map.data)?;
     Ok(Some(config_map))
+}
+
+/// The typed pod template, or an error naming the offending field.
+fn parse_template(template: &PodTemplate) -> Result<PodTemplateSpec, Error> {
+    serde_path_to_error::deserialize(&template.0).map_err(|error| {
+        let path = error.path().to_string();
+        let field = if path == "." {
+            "spec.template".to_string()
+        } else {
+            format!("spec.template.{path}")
+        };
+        Error::InvalidSpec(format!("{field}: {}", error.inner()))
+    })
 }
 
 fn simple_container(platform: &Platform) -> Result<Container, Error> {

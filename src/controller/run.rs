@@ -234,11 +234,18 @@ impl Operator {
     }
 }
 
-/// Runs a controller's task and records when its stream ends, for `/healthz`.
+/// Runs a controller's task and records when its stream ends, for `/healthz`: also when the
+/// task panics or is aborted (the guard is dropped with the future).
 async fn supervised(ctx: Arc<Context>, kind: ControllerKind, task: impl Future<Output = ()>) {
+    struct EndGuard(Arc<Context>, ControllerKind);
+    impl Drop for EndGuard {
+        fn drop(&mut self) {
+            self.0.health.of(self.1).mark_ended();
+        }
+    }
     ctx.health.of(kind).mark_started();
+    let _guard = EndGuard(ctx.clone(), kind);
     task.await;
-    ctx.health.of(kind).mark_ended();
 }
 
 async fn until_true(mut rx: watch::Receiver<bool>) {

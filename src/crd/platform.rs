@@ -119,7 +119,7 @@ pub struct PlatformSpec {
     /// Deployment like any other.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "open_object_schema")]
-    pub template: Option<PodTemplateSpec>,
+    pub template: Option<PodTemplate>,
 
     /// Number of pods. Default 1.
     #[serde(default = "default_replicas")]
@@ -213,6 +213,20 @@ pub struct PortSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("enum" = ["TCP", "UDP", "SCTP"]))]
     pub protocol: Option<String>,
+}
+
+/// A pod template as the user wrote it. It is kept untyped here and parsed as a
+/// `PodTemplateSpec` only when the Deployment is built: the API server accepts any object in
+/// this field, and one malformed template must fail its own Platform (reported in its status),
+/// not the operator's watch of every Platform.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(transparent)]
+pub struct PodTemplate(pub serde_json::Value);
+
+impl From<PodTemplateSpec> for PodTemplate {
+    fn from(template: PodTemplateSpec) -> Self {
+        Self(serde_json::to_value(template).unwrap_or_default())
+    }
 }
 
 /// An object schema whose content the API server keeps as sent.

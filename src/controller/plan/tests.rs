@@ -1,10 +1,11 @@
 use std::collections::BTreeSet;
 
 use k8s_openapi::jiff::Timestamp;
+use serde_json::json;
 
 use super::*;
 use crate::controller::model::{DependencyState, DeploymentState, GroupFacts, Observed};
-use crate::crd::{Phase, Platform, condition};
+use crate::crd::{Phase, Platform, PodTemplate, condition};
 use crate::fixtures::{TEST_NAMESPACE, platform};
 use crate::stack::effective_settings;
 
@@ -116,7 +117,7 @@ fn a_template_without_containers_names_the_field() {
     let broken = platform("a")
         .with_spec(|s| {
             s.image = None;
-            s.template = Some(Default::default());
+            s.template = Some(PodTemplate(json!({"spec": {"containers": []}})));
         })
         .build();
     let plan = plan(&observed(broken));
@@ -191,4 +192,23 @@ fn a_full_group_waits_without_a_claim() {
     assert!(plan.deployment.is_none());
     assert_eq!(plan.slot, SlotChange::Release);
     assert!(plan.decision.message.contains("start slot"));
+}
+
+#[test]
+fn a_malformed_template_names_the_field_it_breaks() {
+    let broken = platform("a")
+        .with_spec(|s| {
+            s.image = None;
+            s.template = Some(PodTemplate(
+                json!({"spec": {"containers": [{"name": "main", "ports": "80"}]}}),
+            ));
+        })
+        .build();
+    let plan = plan(&observed(broken));
+    let (status, reason, message) = ready_condition(&plan);
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "InvalidSpec"));
+    assert!(
+        message.contains("spec.template.spec.containers[0].ports"),
+        "{message}"
+    );
 }
