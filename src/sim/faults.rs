@@ -1,6 +1,7 @@
 //! Fault injection: failing, slow, hanging and paused API server behaviour, deterministic for a
 //! given seed (every decision draws from one seeded generator in request order).
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -49,6 +50,16 @@ pub struct FaultConfig {
     /// Only requests whose `User-Agent` starts with this are subject to random faults (so the
     /// simulated kubelet and controllers can stay healthy while the operator suffers).
     pub user_agent_prefix: Option<String>,
+    /// Watch delivery latency by resource (plural, e.g. `deployments`), simulated time: every
+    /// event on a watch of that resource reaches the client this much later than it happened,
+    /// in order (a busy watch cache does this). Subject to `user_agent_prefix`.
+    pub watch_delays: BTreeMap<String, Duration>,
+    /// Requests whose path contains the string are answered with the code (every time, for
+    /// every client): a persistent failure of one object or one API.
+    pub fail_paths: Vec<(String, u16)>,
+    /// Requests whose path contains the string are held for `timeout_hold`, then time out as
+    /// `timeout_mode` says (every time, for every client): an API that hangs.
+    pub hang_paths: Vec<String>,
 }
 
 impl Default for FaultConfig {
@@ -63,6 +74,9 @@ impl Default for FaultConfig {
             latency: Duration::ZERO,
             close_watch_every: None,
             user_agent_prefix: None,
+            watch_delays: BTreeMap::new(),
+            fail_paths: Vec::new(),
+            hang_paths: Vec::new(),
         }
     }
 }
@@ -123,6 +137,34 @@ impl FaultHandle {
 
     pub fn config(&self) -> FaultConfig {
         self.lock().config.clone()
+    }
+
+    /// The fate of a request for `path` under the path faults, if one applies.
+    pub(crate) fn decide_path(&self, path: &str) -> Option<Decision> {
+        let state = self.lock();
+        let config = &state.config;
+        if let Some((_, code)) = config.fail_paths.iter().find(|(p, _)| path.contains(p)) {
+            return Some(Decision::Fail(*code));
+        }
+        config
+            .hang_paths
+            .iter()
+            .any(|p| path.contains(p))
+            .then_some(Decision::Timeout(config.timeout_hold, config.timeout_mode))
+    }
+
+    /// How late events of `plural` reach a watch opened by `user_agent`.
+    pub(crate) fn watch_delay(&self, plural: &str, user_agent: &str) -> Duration {
+        let state = self.lock();
+        let config = &state.config;
+        let targeted = config
+            .user_agent_prefix
+            .as_deref()
+            .is_none_or(|prefix| user_agent.starts_with(prefix));
+        match config.watch_delays.get(plural) {
+            Some(delay) if targeted => *delay,
+            _ => Duration::ZERO,
+        }
     }
 
     /// Clears every fault, including a pause and pending forced 410s.

@@ -59,6 +59,12 @@ async fn entry(State(app): State<Arc<App>>, request: Request) -> Response {
         faults.clock().sleep_until(until).await;
     }
     let (latency, decision) = faults.decide(&user_agent);
+    let decision = match decision {
+        Decision::Proceed => faults
+            .decide_path(request.uri().path())
+            .unwrap_or(Decision::Proceed),
+        decided => decided,
+    };
     if !latency.is_zero() {
         faults.clock().sleep(latency).await;
     }

@@ -173,6 +173,11 @@ pub fn watch(app: &Arc<App>, req: &Req, t: &Target<'_>) -> Result<Response, ApiE
     let bookmark_every = app.bookmark_interval;
     let kind = t.def.kind.clone();
     let api_version = t.api_version();
+    let user_agent = req.user_agent.clone();
+    // Live lines go through a forwarder that holds each until it is due (watch delivery
+    // latency faults), in order; bookmarks take the same path so that none overtakes an event.
+    let (delayed_tx, delayed_rx) = mpsc::unbounded_channel::<(Timestamp, Bytes)>();
+    tokio::spawn(forward_when_due(clock.clone(), delayed_rx, tx.clone()));
     tokio::spawn(async move {
         for bytes in initial {
             if tx.send(bytes).await.is_err() {
@@ -196,13 +201,14 @@ pub fn watch(app: &Arc<App>, req: &Req, t: &Target<'_>) -> Result<Response, ApiE
                         if let Some(kind) = filter.translate(&event) {
                             let mut object = (*event.object).clone();
                             object["apiVersion"] = json!(api_version);
-                            if tx.send(line(kind, &object)).await.is_err() {
+                            let due = add(clock.now(), faults.watch_delay(&filter.plural, &user_agent));
+                            if delayed_tx.send((due, line(kind, &object))).is_err() {
                                 return;
                             }
                         }
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) => {
-                        let _ = tx.send(gone(format!("too old resource version: {last_rv}"))).await;
+                        let _ = delayed_tx.send((clock.now(), gone(format!("too old resource version: {last_rv}"))));
                         return;
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
@@ -212,7 +218,7 @@ pub fn watch(app: &Arc<App>, req: &Req, t: &Target<'_>) -> Result<Response, ApiE
                 _ = tokio::time::sleep(Duration::from_millis(100)) => {}
                 _ = bookmark_wait, if bookmarks => {
                     let bookmark = json!({"kind": kind, "apiVersion": api_version, "metadata": {"resourceVersion": last_rv.to_string()}});
-                    if tx.send(line("BOOKMARK", &bookmark)).await.is_err() {
+                    if delayed_tx.send((clock.now(), line("BOOKMARK", &bookmark))).is_err() {
                         return;
                     }
                     next_bookmark = add(clock.now(), bookmark_every);
@@ -222,6 +228,22 @@ pub fn watch(app: &Arc<App>, req: &Req, t: &Target<'_>) -> Result<Response, ApiE
         }
     });
     Ok(stream_response(rx))
+}
+
+/// Sends each line once it is due, in the order received; ends when either side is gone.
+async fn forward_when_due(
+    clock: crate::sim::clock::SimClock,
+    mut lines: mpsc::UnboundedReceiver<(Timestamp, Bytes)>,
+    tx: mpsc::Sender<Bytes>,
+) {
+    while let Some((due, bytes)) = lines.recv().await {
+        if clock.now() < due {
+            clock.sleep_until(due).await;
+        }
+        if tx.send(bytes).await.is_err() {
+            return;
+        }
+    }
 }
 
 fn add(ts: Timestamp, d: Duration) -> Timestamp {
