@@ -157,8 +157,8 @@ pub async fn request_restart(
     Ok(())
 }
 
-/// Audits one action: a Kubernetes Event, a structured log line (the status history entry is
-/// part of the status write).
+/// Audits one action: a structured log line now, a Kubernetes Event queued for publishing (the
+/// status history entry is part of the status write).
 pub async fn audit(ctx: &Context, platform: &Platform, action: &Action) {
     tracing::info!(
         target: "audit",
@@ -180,14 +180,7 @@ pub async fn audit(ctx: &Context, platform: &Platform, action: &Action) {
         action: action.kind.as_str().to_string(),
         secondary: None,
     };
-    if let Err(error) = ctx
-        .recorder
-        .publish(&event, &platform.object_ref(&()))
-        .await
-    {
-        // An event that cannot be recorded must not block the action it describes.
-        tracing::warn!(%error, platform = platform.name_any(), "failed to publish an event");
-    }
+    ctx.events.audit(platform.object_ref(&()), event).await;
 }
 
 fn platform_api(ctx: &Context, platform: &Platform) -> Result<Api<Platform>, Error> {

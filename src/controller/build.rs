@@ -336,3 +336,6 @@ fn write_canonical(value: &serde_json::Value, out: &mut String) {
         scalar => out.push_str(&scalar.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests;

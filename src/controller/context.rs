@@ -1,5 +1,5 @@
 //! State shared by every reconcile: the client, the reflector caches (also what the REST API
-//! reads), the event recorder, the clock, and the small in-memory tables the watch side feeds
+//! reads), the Event queue, the clock, and the small in-memory tables the watch side feeds
 //! (topology, pod index, start slots, the operator's own writes in flight).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::Client;
-use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
 
 use crate::crd::{Platform, PlatformGroup};
@@ -17,6 +16,7 @@ use crate::graph::{Graph, NodeKey};
 use crate::stack::{Membership, build_graph, key_of, membership};
 
 use super::clock::Clock;
+use super::events::EventQueue;
 use super::health::Health;
 use super::model::StopCause;
 use super::own_writes::OwnWrites;
@@ -78,7 +78,8 @@ impl Topology {
 pub struct Context {
     pub client: Client,
     pub stores: Stores,
-    pub recorder: Recorder,
+    /// Events to publish, off the reconcile path.
+    pub events: EventQueue,
     pub clock: Arc<dyn Clock>,
     /// Field manager of every write.
     pub field_manager: String,
@@ -111,11 +112,11 @@ pub struct TableSizes {
 }
 
 impl Context {
-    pub fn new(client: Client, stores: Stores, recorder: Recorder, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(client: Client, stores: Stores, events: EventQueue, clock: Arc<dyn Clock>) -> Self {
         Self {
             client,
             stores,
-            recorder,
+            events,
             clock,
             field_manager: super::FIELD_MANAGER.to_string(),
             own_writes: OwnWrites::default(),

@@ -1,26 +1,32 @@
-//! Reconcile errors become Warning Events on their object, published in this one place, off
-//! the controller streams: the controller hands each failure to a bounded queue and goes on, and
-//! a task of its own publishes them. Publishing inside the controller's result stream would
-//! pause every reconcile for one Events API round trip per failure (a whole client timeout
-//! during an API outage).
+//! Kubernetes Events, published off the reconcile path by a task of their own: the audit
+//! Events of control actions, and the Warning Events of reconcile errors (in this one place,
+//! with the error's category as the reason). Publishing inline would hold a reconcile, or with
+//! errors the whole controller stream, for one Events API round trip per Event (a whole
+//! client timeout during an API outage).
+//!
+//! The queue is bounded: an audit Event waits for room (so memory stays bounded and no audit
+//! Event is lost; the action is already in the status history and the audit log), an error
+//! report that finds the queue full is logged only (errors repeat; their Events are a
+//! convenience).
 
-use std::sync::Arc;
-
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Resource;
 use kube::runtime::controller::Error as ControllerError;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::crd::{Platform, PlatformGroup};
 
-use super::context::Context;
+use super::context::Stores;
 use super::error::Error;
 
-/// Failures waiting to be published; more than this during an outage are logged only.
-pub const REPORT_QUEUE: usize = 256;
+/// Events waiting to be published.
+pub const EVENT_QUEUE: usize = 1024;
+/// Events published at once.
+const PUBLISHERS: usize = 8;
 
 /// One failed reconcile, as it is reported.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,17 +44,35 @@ pub enum FailedKind {
     PlatformGroup,
 }
 
-/// The controllers' side of the queue.
-#[derive(Clone)]
-pub struct ErrorReporter {
-    queue: mpsc::Sender<Failure>,
+/// What waits to be published.
+pub enum Pending {
+    Audit(Box<(ObjectReference, Event)>),
+    Failure(Failure),
 }
 
-impl ErrorReporter {
-    /// The reporter and the receiving end for [`publish_failures`].
-    pub fn new() -> (Self, mpsc::Receiver<Failure>) {
-        let (queue, receiver) = mpsc::channel(REPORT_QUEUE);
+/// The reconciles' and controllers' side of the queue.
+#[derive(Clone)]
+pub struct EventQueue {
+    queue: mpsc::Sender<Pending>,
+}
+
+impl EventQueue {
+    /// The queue and the receiving end for [`publish_events`].
+    pub fn new() -> (Self, mpsc::Receiver<Pending>) {
+        let (queue, receiver) = mpsc::channel(EVENT_QUEUE);
         (Self { queue }, receiver)
+    }
+
+    /// Queues an audit Event, waiting while the queue is full.
+    pub async fn audit(&self, reference: ObjectReference, event: Event) {
+        if self
+            .queue
+            .send(Pending::Audit(Box::new((reference, event))))
+            .await
+            .is_err()
+        {
+            tracing::debug!("event publisher stopped: audit Event not published");
+        }
     }
 
     /// Logs a controller result and queues its failure for publishing; never waits.
@@ -78,40 +102,82 @@ impl ErrorReporter {
             category: error.category(),
             message: error.to_string(),
         };
-        if self.queue.try_send(failure).is_err() {
+        if self.queue.try_send(Pending::Failure(failure)).is_err() {
             tracing::debug!("error event queue full: the failure above is logged, not published");
         }
     }
 }
 
-/// Publishes queued failures as Warning Events until every reporter is gone.
-pub async fn publish_failures(ctx: Arc<Context>, mut failures: mpsc::Receiver<Failure>) {
-    while let Some(failure) = failures.recv().await {
-        let Some(reference) = object_reference(&ctx, &failure) else {
-            continue;
-        };
-        let event = Event {
-            type_: EventType::Warning,
-            reason: failure.category.to_string(),
-            note: Some(failure.message.clone()),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
-        if let Err(publish_error) = ctx.recorder.publish(&event, &reference).await {
-            tracing::warn!(%publish_error, "failed to publish a reconcile error event");
-        }
+/// Publishes queued Events until `stop` turns true, then what is still queued, then ends.
+pub async fn publish_events(
+    recorder: Recorder,
+    stores: Stores,
+    pending: mpsc::Receiver<Pending>,
+    stop: watch::Receiver<bool>,
+) {
+    until_closed(pending, stop)
+        .for_each_concurrent(PUBLISHERS, |pending| {
+            let (recorder, stores) = (&recorder, &stores);
+            async move {
+                let (reference, event) = match pending {
+                    Pending::Audit(audit) => *audit,
+                    Pending::Failure(failure) => {
+                        let Some(reference) = object_reference(stores, &failure) else {
+                            return;
+                        };
+                        (reference, warning(&failure))
+                    }
+                };
+                if let Err(error) = recorder.publish(&event, &reference).await {
+                    tracing::warn!(%error, reason = event.reason, "failed to publish an Event");
+                }
+            }
+        })
+        .await;
+}
+
+/// The queue's items; once `stop` turns true the queue takes nothing more and ends when empty.
+fn until_closed(
+    pending: mpsc::Receiver<Pending>,
+    stop: watch::Receiver<bool>,
+) -> impl futures::Stream<Item = Pending> {
+    futures::stream::unfold(
+        (pending, stop, false),
+        |(mut pending, mut stop, closed)| async move {
+            if !closed {
+                let received = tokio::select! {
+                    item = pending.recv() => Some(item),
+                    _ = stop.wait_for(|stopping| *stopping) => None,
+                };
+                match received {
+                    Some(item) => return item.map(|p| (p, (pending, stop, false))),
+                    None => pending.close(),
+                }
+            }
+            pending.recv().await.map(|p| (p, (pending, stop, true)))
+        },
+    )
+}
+
+fn warning(failure: &Failure) -> Event {
+    Event {
+        type_: EventType::Warning,
+        reason: failure.category.to_string(),
+        note: Some(failure.message.clone()),
+        action: "Reconcile".into(),
+        secondary: None,
     }
 }
 
-fn object_reference(ctx: &Context, failure: &Failure) -> Option<ObjectReference> {
+fn object_reference(stores: &Stores, failure: &Failure) -> Option<ObjectReference> {
     match failure.kind {
         FailedKind::Platform => {
             let key = ObjectRef::<Platform>::new(&failure.name).within(&failure.namespace);
-            ctx.stores.platforms.get(&key).map(|p| p.object_ref(&()))
+            stores.platforms.get(&key).map(|p| p.object_ref(&()))
         }
         FailedKind::PlatformGroup => {
             let key = ObjectRef::<PlatformGroup>::new(&failure.name).within(&failure.namespace);
-            ctx.stores.groups.get(&key).map(|g| g.object_ref(&()))
+            stores.groups.get(&key).map(|g| g.object_ref(&()))
         }
     }
 }

@@ -193,3 +193,6 @@ fn involved(error: &GraphError) -> Vec<&NodeKey> {
         GraphError::Cycle { path } => path.iter().collect(),
     }
 }
+
+#[cfg(test)]
+mod tests;

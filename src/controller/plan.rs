@@ -55,8 +55,12 @@ pub fn plan(observed: &Observed) -> Plan {
     let mut decision = decide(observed);
     let mut config_map = None;
     let mut deployment = None;
-    if let Some(replicas) = decision.replicas {
+    // A platform waiting for its dependencies has its workload checked already, so that a
+    // spec that can never start says so now rather than when its turn comes.
+    let check_only = decision.replicas.is_none() && decision.phase == Phase::WaitingForDependencies;
+    if let Some(replicas) = decision.replicas.or(check_only.then_some(0)) {
         match desired_workload(observed, &decision, replicas) {
+            Ok(_) if check_only => {}
             Ok((wanted_config, wanted_deployment)) => {
                 config_map = wanted_config.filter(|c| {
                     observed.config_map_hash.as_ref() != c.annotations().get(SPEC_HASH_ANNOTATION)

@@ -1,4 +1,4 @@
-//! Wiring: the watches, the shared caches, both controllers, error reporting and graceful
+//! Wiring: the watches, the shared caches, both controllers, the Event publisher and graceful
 //! shutdown. Each watch is built by a named function that feeds its tap; each controller by
 //! one that says what triggers it.
 
@@ -22,8 +22,8 @@ use crate::crd::{Platform, PlatformGroup};
 use super::build::{MANAGED_BY, MANAGED_BY_LABEL, PLATFORM_LABEL};
 use super::clock::{Clock, SystemClock};
 use super::context::{Context, Stores};
+use super::events::{EventQueue, FailedKind, publish_events};
 use super::health::{ControllerKind, DEFAULT_STUCK_AFTER};
-use super::report::{ErrorReporter, FailedKind, publish_failures};
 use super::tap::{GroupTap, PlatformTap, observe_deployment, observe_pod};
 use super::{group, platform};
 
@@ -61,6 +61,8 @@ impl Default for OperatorConfig {
 pub struct Operator {
     ctx: Arc<Context>,
     shutdown: watch::Sender<bool>,
+    /// Stops the Event publisher once the controllers have stopped.
+    stop_publisher: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -112,12 +114,15 @@ impl Operator {
             controller: super::FIELD_MANAGER.into(),
             instance: config.instance.clone(),
         };
-        let mut ctx = Context::new(
-            client.clone(),
-            stores,
+        let (events, pending_events) = EventQueue::new();
+        let (stop_publisher, publisher_stop) = watch::channel(false);
+        let publisher = publish_events(
             Recorder::new(client.clone(), reporter),
-            config.clock.clone(),
+            stores.clone(),
+            pending_events,
+            publisher_stop,
         );
+        let mut ctx = Context::new(client.clone(), stores, events.clone(), config.clock.clone());
         ctx.health.stuck_after = config.stuck_after;
         let ctx = Arc::new(ctx);
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -129,7 +134,7 @@ impl Operator {
             groups_tx,
             groups_rx,
         };
-        let (errors, failures) = ErrorReporter::new();
+        let errors = events;
         let controller_config = ControllerConfig::default().concurrency(config.concurrency);
         let namespace = config.namespace.as_deref();
 
@@ -185,11 +190,12 @@ impl Operator {
                 ControllerKind::PlatformGroup,
                 group_task,
             )),
-            tokio::spawn(publish_failures(ctx.clone(), failures)),
+            tokio::spawn(publisher),
         ];
         Operator {
             ctx,
             shutdown,
+            stop_publisher,
             tasks,
         }
     }
@@ -220,8 +226,12 @@ impl Operator {
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let mut tasks = self.tasks.into_iter();
-        // The controllers first; the error publisher ends once they have dropped its queue.
-        for task in tasks.by_ref() {
+        // The controllers first, so that the Events of their last reconciles are published.
+        for task in tasks.by_ref().take(2) {
+            let _ = task.await;
+        }
+        let _ = self.stop_publisher.send(true);
+        for task in tasks {
             let _ = task.await;
         }
     }

@@ -198,3 +198,6 @@ pub fn set_condition(
         None => conditions.push(next),
     }
 }
+
+#[cfg(test)]
+mod tests;

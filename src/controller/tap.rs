@@ -323,3 +323,6 @@ fn groups_of(ctx: &Context, changed: &Platform) -> Vec<ObjectRef<PlatformGroup>>
         .map(|k| ObjectRef::new(&k.name).within(&k.namespace))
         .collect()
 }
+
+#[cfg(test)]
+mod tests;

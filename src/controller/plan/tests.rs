@@ -212,3 +212,23 @@ fn a_malformed_template_names_the_field_it_breaks() {
         "{message}"
     );
 }
+
+#[test]
+fn an_invalid_workload_is_reported_while_waiting_for_dependencies() {
+    let broken = platform("b")
+        .depends_on(["a"])
+        .with_spec(|s| {
+            s.image = None;
+            s.template = Some(PodTemplate(json!({"spec": {"containers": 3}})));
+        })
+        .build();
+    let mut o = observed(broken);
+    o.dependencies = vec![DependencyState {
+        key: key("a"),
+        ready: false,
+    }];
+    let plan = plan(&o);
+    assert_eq!(plan.decision.phase, Phase::Failed);
+    assert!(plan.deployment.is_none());
+    assert_eq!(ready_condition(&plan).1, "InvalidSpec");
+}
