@@ -2,7 +2,7 @@
 CARGO ?= cargo
 BENCH_DIR ?= bench-results
 
-.PHONY: build test lint fmt crds yaml-lint ci bench bench-graph bench-startup
+.PHONY: build test lint fmt crds yaml-lint ci bench bench-graph bench-startup testenv-build testenv testenv-down
 
 build:
 	$(CARGO) build --locked --release
@@ -35,3 +35,15 @@ bench-graph:
 bench-startup:
 	mkdir -p $(BENCH_DIR)
 	$(CARGO) run --locked --release --quiet -- bench startup --platforms 1000 --depth 20 --json $(BENCH_DIR)/startup.json
+
+# A real control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok as the
+# kubelet) built from pinned Go modules and run on 127.0.0.1; see testenv/README.md.
+# Binaries are cached in target/testenv/bin/<hash>/, state in target/testenv/.
+testenv-build:
+	testenv/build.sh >/dev/null
+
+testenv: testenv-build
+	testenv/up.sh
+
+testenv-down:
+	testenv/down.sh

@@ -1,0 +1,3 @@
+module pmp.dev/testenv/pki
+
+go 1.26.0
