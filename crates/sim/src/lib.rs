@@ -3,7 +3,8 @@
 //!
 //! The API server part: [`resources`] (served types), [`store`] (objects, resourceVersions,
 //! watch log, write history), [`registry`] (write semantics), [`apply`] / [`patch`] (patch
-//! formats), [`gc`] (deletion controllers), [`server`] (HTTP), [`faults`], [`auth`], and
+//! formats), [`gc`] (deletion controllers), [`server`] (HTTP), [`table`] (server-side
+//! printing), [`faults`], [`auth`], and
 //! [`harness`] (the API tests use). Custom resources are admitted through an [`admission`]
 //! hook the caller provides; the simulator depends on nothing of the project it serves.
 
@@ -23,6 +24,7 @@ pub mod resources;
 pub mod selector;
 pub mod server;
 pub mod store;
+pub mod table;
 pub mod workload;
 
 pub use admission::{CrdAdmission, SchemaHook};

@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use super::admission::{CrdAdmission, VersionHooks};
 use super::error::SimError;
+use super::table::PrinterColumn;
 
 /// Names one resource type: group (empty for the core group), version and plural.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -81,6 +82,8 @@ pub struct ResourceDef {
     pub schemas: BTreeMap<String, Value>,
     /// Admission checks per version, for CRD-backed kinds (see [`crate::admission`]).
     pub admission: VersionHooks,
+    /// `additionalPrinterColumns` per version, for CRD-backed kinds that declare some.
+    pub printer_columns: BTreeMap<String, Vec<PrinterColumn>>,
     pub is_crd: bool,
     /// Whether `metadata.generation` is maintained (kinds with a spec; every custom kind).
     pub tracks_generation: bool,
@@ -102,6 +105,7 @@ impl ResourceDef {
             behaviour: Behaviour::Stored,
             schemas: BTreeMap::new(),
             admission: VersionHooks::default(),
+            printer_columns: BTreeMap::new(),
             is_crd: false,
             tracks_generation: false,
         }
@@ -140,6 +144,14 @@ impl ResourceDef {
 
     pub fn schema(&self, version: &str) -> Option<&Value> {
         self.schemas.get(version)
+    }
+
+    /// The Table columns after `Name`: the CRD version's printer columns, else `Age`.
+    pub fn printer_columns(&self, version: &str) -> Vec<PrinterColumn> {
+        match self.printer_columns.get(version) {
+            Some(columns) => columns.clone(),
+            None => vec![PrinterColumn::age()],
+        }
     }
 }
 
@@ -282,6 +294,7 @@ fn from_crd(
         versions.insert(0, storage.name.clone());
     }
     let mut schemas = BTreeMap::new();
+    let mut printer_columns = BTreeMap::new();
     let mut status = false;
     let mut scale = None;
     for version in &served {
@@ -292,6 +305,14 @@ fn from_crd(
         {
             let value = serde_json::to_value(schema).map_err(|e| invalid(&e.to_string()))?;
             schemas.insert(version.name.clone(), value);
+        }
+        if let Some(columns) = version
+            .additional_printer_columns
+            .as_ref()
+            .filter(|c| !c.is_empty())
+        {
+            let columns = columns.iter().map(PrinterColumn::from_crd).collect();
+            printer_columns.insert(version.name.clone(), columns);
         }
         if let Some(sub) = &version.subresources {
             status |= sub.status.is_some();
@@ -321,6 +342,7 @@ fn from_crd(
         scale,
         behaviour: Behaviour::Stored,
         admission: VersionHooks::prepare(admission, crd),
+        printer_columns,
         schemas,
         is_crd: true,
         tracks_generation: true,

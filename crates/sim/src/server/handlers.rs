@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::http::{Method, StatusCode};
+use axum::http::{Method, StatusCode, header};
 use axum::response::Response;
 use serde_json::{Value, json};
 
@@ -12,6 +12,7 @@ use crate::error::ApiError;
 use crate::registry::{self, Caller, DeleteOpts, PatchKind, Target, for_version, meta_str};
 use crate::resources::{Behaviour, ResourceDef};
 use crate::selector::{FieldSelector, LabelSelector};
+use crate::table::{IncludeObject, Table};
 
 pub async fn handle(
     app: &Arc<App>,
@@ -70,7 +71,14 @@ async fn stored(app: &Arc<App>, req: &Req, t: &Target<'_>) -> Result<Response, A
                 .store
                 .get(&def.resource_ref(&t.version), t.namespace.as_deref(), name)
                 .ok_or_else(|| ApiError::not_found(&def.group, &def.plural, name))?;
-            ok(for_version(&obj, t))
+            let obj = for_version(&obj, t);
+            match table(app, req, t)? {
+                Some(table) if t.subresource.is_none() => {
+                    let rv = obj.pointer("/metadata/resourceVersion").cloned();
+                    ok(table.render(&[obj], json!({"resourceVersion": rv})))
+                }
+                _ => ok(obj),
+            }
         }
         (&Method::GET, Some(_), Some("scale")) => ok(registry::get_scale(core, t)?),
         (&Method::PUT, Some(_), Some("scale")) => ok(registry::write_scale(
@@ -107,6 +115,24 @@ async fn stored(app: &Arc<App>, req: &Req, t: &Target<'_>) -> Result<Response, A
         }
         _ => Err(ApiError::method_not_allowed()),
     }
+}
+
+/// The Table a GET asks for in its `Accept` header, if it asks for one.
+fn table(app: &Arc<App>, req: &Req, t: &Target<'_>) -> Result<Option<Table>, ApiError> {
+    let Some(version) = req
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::table::negotiate)
+    else {
+        return Ok(None);
+    };
+    Ok(Some(Table {
+        version,
+        columns: t.def.printer_columns(&t.version),
+        include: IncludeObject::parse(req.param("includeObject"))?,
+        now: app.core.clock.now(),
+    }))
 }
 
 /// Decodes a POST/PUT body: JSON, or YAML (which the real server also accepts).
@@ -269,9 +295,13 @@ fn list(app: &Arc<App>, req: &Req, t: &Target<'_>) -> Result<Response, ApiError>
     } else {
         matching.len()
     };
+    let table = table(app, req, t)?;
     let items: Vec<Value> = matching[..page_len]
         .iter()
-        .map(|o| list_item(t, o))
+        .map(|o| match table {
+            Some(_) => for_version(o, t),
+            None => list_item(t, o),
+        })
         .collect();
     let mut metadata = json!({"resourceVersion": rv.to_string()});
     if page_len < matching.len()
@@ -280,6 +310,12 @@ fn list(app: &Arc<App>, req: &Req, t: &Target<'_>) -> Result<Response, ApiError>
         let (ns, name) = object_position(last);
         metadata["continue"] = json!(encode_continue(&ns, &name));
         metadata["remainingItemCount"] = json!(matching.len() - page_len);
+    }
+    if let Some(table) = table {
+        return Ok(json_response(
+            StatusCode::OK,
+            &table.render(&items, metadata),
+        ));
     }
     Ok(json_response(
         StatusCode::OK,
