@@ -107,7 +107,7 @@ fn redraw(rows: &BTreeMap<String, Row>, transitions: &VecDeque<String>) {
     let mut ordered: Vec<(&String, &Row)> = rows.iter().collect();
     ordered.sort_by_key(|(name, row)| (row.wave.unwrap_or(i32::MAX), (*name).clone()));
     let mut out = String::from("\x1b[2J\x1b[H");
-    out.push_str("platform-operator sandbox: Ctrl-C stops the stack in reverse order\n\n");
+    out.push_str("platform-sandbox: Ctrl-C stops the stack in reverse order\n\n");
     out.push_str(&format!(
         "{:<5} {:<40} {:<24} {:<6} {:<6} {}\n",
         "WAVE", "PLATFORM", "PHASE", "READY", "DEPS", "MESSAGE"
