@@ -50,9 +50,7 @@ pub fn run(args: RunArgs) -> ExitCode {
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let probes = tokio::spawn(api::serve(
             args.probe_addr,
-            ApiState {
-                stores: operator.stores().clone(),
-            },
+            ApiState::of(&operator),
             async {
                 let _ = stop_rx.await;
             },

@@ -1,8 +1,9 @@
-//! The operator's HTTP server. It starts with the probes an orchestrator needs (`/healthz`,
-//! `/readyz`); the legacy REST API is served from the same router, reading the operator's
-//! caches kept on the router state.
+//! The operator's HTTP server: the probes an orchestrator needs. `/healthz` fails when a
+//! controller has stopped or is stuck; `/readyz` once every cache holds its first list. The
+//! router state is the operator's shared context (its caches and controller health).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -10,26 +11,48 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::controller::Stores;
 use crate::controller::context::is_synced;
+use crate::controller::{Context, Operator};
 
-/// Router state: the operator's caches.
+/// Router state: the operator's shared context.
 #[derive(Clone)]
 pub struct ApiState {
-    pub stores: Stores,
+    pub ctx: Arc<Context>,
+}
+
+impl ApiState {
+    pub fn of(operator: &Operator) -> Self {
+        Self {
+            ctx: operator.context().clone(),
+        }
+    }
 }
 
 /// The routes.
 pub fn router(state: ApiState) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(state)
 }
 
+/// Live while both controllers run and make progress; a failing liveness probe gets the
+/// process restarted, which is the cure for a controller task that died or hangs.
+async fn healthz(State(state): State<ApiState>) -> (StatusCode, Json<serde_json::Value>) {
+    let problems = state.ctx.health.problems();
+    if problems.is_empty() {
+        (StatusCode::OK, Json(json!({"status": "ok"})))
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unhealthy", "problems": problems})),
+        )
+    }
+}
+
 /// Ready once the caches hold the first list of every watched resource.
 async fn readyz(State(state): State<ApiState>) -> (StatusCode, Json<serde_json::Value>) {
-    let stores = &state.stores;
+    let stores = &state.ctx.stores;
     let synced = [
         ("platforms", is_synced(&stores.platforms)),
         ("platformgroups", is_synced(&stores.groups)),

@@ -47,24 +47,41 @@ where
     .map_err(kube_error(action))
 }
 
+/// Server-side applies the status of a custom resource of the operator's (Platform or
+/// PlatformGroup) under its field manager; returns the object as stored.
+pub async fn apply_status<K, S>(
+    ctx: &Context,
+    object: &K,
+    status: &S,
+    action: &'static str,
+) -> Result<K, Error>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+    S: Serialize,
+{
+    let namespace = object
+        .namespace()
+        .ok_or(Error::MissingMetadata("metadata.namespace"))?;
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
+    let body = json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(&object.name_any(), &apply_params(ctx), &Patch::Apply(body))
+        .await
+        .map_err(kube_error(action))
+}
+
 pub async fn write_status(
     ctx: &Context,
     platform: &Platform,
     status: &PlatformStatus,
 ) -> Result<Platform, Error> {
-    let api = platform_api(ctx, platform)?;
-    let body = json!({
-        "apiVersion": Platform::api_version(&()),
-        "kind": Platform::kind(&()),
-        "status": status,
-    });
-    api.patch_status(
-        &platform.name_any(),
-        &apply_params(ctx),
-        &Patch::Apply(body),
-    )
-    .await
-    .map_err(kube_error("write the Platform status"))
+    apply_status(ctx, platform, status, "write the Platform status").await
 }
 
 /// Returns the updated Platform, or `None` when there was nothing to change.

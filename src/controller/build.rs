@@ -5,7 +5,6 @@
 //! that hash differs from the one on the live object, so an unchanged platform costs no write.
 
 use std::collections::BTreeMap;
-use std::hash::{Hash, Hasher};
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
@@ -17,7 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Resource;
 
-use crate::crd::{CpuMemory, Platform};
+use crate::crd::{CpuMemory, Platform, PodTemplate};
 use crate::stack::EffectiveSettings;
 
 use super::error::Error;
@@ -58,7 +57,7 @@ pub fn build_deployment(
     let selector: BTreeMap<String, String> = [(PLATFORM_LABEL.to_string(), name.clone())].into();
 
     let mut template = match &platform.spec.template {
-        Some(template) => template.clone(),
+        Some(template) => parse_template(template)?,
         None => PodTemplateSpec {
             metadata: None,
             spec: Some(PodSpec {
@@ -76,7 +75,7 @@ pub fn build_deployment(
     if !platform.spec.config.is_empty() {
         annotations.insert(
             CONFIG_HASH_ANNOTATION.into(),
-            hash_of(&platform.spec.config),
+            digest_of(&platform.spec.config)?,
         );
     }
     if let Some(request) = restarted_at {
@@ -160,6 +159,19 @@ pub fn build_config_map(platform: &Platform) -> Result<Option<ConfigMap>, Error>
     };
     stamp_hash(&mut config_map.metadata, &config_map.data)?;
     Ok(Some(config_map))
+}
+
+/// The typed pod template, or an error naming the offending field.
+fn parse_template(template: &PodTemplate) -> Result<PodTemplateSpec, Error> {
+    serde_path_to_error::deserialize(&template.0).map_err(|error| {
+        let path = error.path().to_string();
+        let field = if path == "." {
+            "spec.template".to_string()
+        } else {
+            format!("spec.template.{path}")
+        };
+        Error::InvalidSpec(format!("{field}: {}", error.inner()))
+    })
 }
 
 fn simple_container(platform: &Platform) -> Result<Container, Error> {
@@ -270,34 +282,57 @@ fn owner_reference(platform: &Platform) -> Result<OwnerReference, Error> {
 }
 
 fn stamp_hash<T: serde::Serialize>(meta: &mut ObjectMeta, content: &T) -> Result<(), Error> {
-    let json = serde_json::to_string(&(&*meta, content)).map_err(|source| Error::Serialize {
-        what: "desired object",
-        source,
-    })?;
+    let hash = digest_of(&(&*meta, content))?;
     meta.annotations
         .get_or_insert_with(BTreeMap::new)
-        .insert(SPEC_HASH_ANNOTATION.into(), hash_of(&json));
+        .insert(SPEC_HASH_ANNOTATION.into(), hash);
     Ok(())
 }
 
-/// A short stable hash (FNV-1a, so it does not change between Rust versions).
-pub fn hash_of<T: Hash>(value: &T) -> String {
-    let mut hasher = Fnv1a(0xcbf2_9ce4_8422_2325);
-    value.hash(&mut hasher);
-    format!("{:016x}", hasher.finish())
+/// A digest that stays the same across Rust releases, platforms and builds: the first 16 hex
+/// digits of the SHA-256 of the value's canonical JSON (object keys sorted, no whitespace).
+/// A digest that changed with the toolchain would roll every workload on an upgrade.
+pub fn digest_of<T: serde::Serialize>(value: &T) -> Result<String, Error> {
+    let value = serde_json::to_value(value).map_err(|source| Error::Serialize {
+        what: "desired object",
+        source,
+    })?;
+    let mut canonical = String::new();
+    write_canonical(&value, &mut canonical);
+    let digest = ring::digest::digest(&ring::digest::SHA256, canonical.as_bytes());
+    Ok(digest.as_ref()[..8]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect())
 }
 
-struct Fnv1a(u64);
-
-impl Hasher for Fnv1a {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for byte in bytes {
-            self.0 ^= u64::from(*byte);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+fn write_canonical(value: &serde_json::Value, out: &mut String) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            out.push('{');
+            for (i, (key, value)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                write_canonical(value, out);
+            }
+            out.push('}');
         }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
     }
 }

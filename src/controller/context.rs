@@ -1,8 +1,9 @@
 //! State shared by every reconcile: the client, the reflector caches (also what the REST API
-//! reads), the event recorder, the clock, and two small in-memory indexes.
+//! reads), the event recorder, the clock, and the small in-memory tables the watch side feeds
+//! (topology, pod index, start slots, the operator's own writes in flight).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -16,7 +17,9 @@ use crate::graph::{Graph, NodeKey};
 use crate::stack::{Membership, build_graph, key_of, membership};
 
 use super::clock::Clock;
+use super::health::Health;
 use super::model::StopCause;
+use super::own_writes::OwnWrites;
 use super::stopping::stop_causes;
 
 /// The reflector caches the operator reads from.
@@ -79,24 +82,32 @@ pub struct Context {
     pub clock: Arc<dyn Clock>,
     /// Field manager of every write.
     pub field_manager: String,
+    /// The operator's writes the caches do not show yet.
+    pub own_writes: OwnWrites,
+    /// Whether each controller makes progress (for `/healthz`).
+    pub health: Health,
     topology: Mutex<Option<(u64, Arc<Topology>)>>,
     /// Bumped by the watch taps whenever a change can reshape the topology.
     topology_version: AtomicU64,
-    /// Pods of each platform by name, fed by the pod watch (checked against the cache on read).
+    /// Pods of each platform by name, fed by the pod watch.
     pod_index: Mutex<HashMap<NodeKey, HashSet<String>>>,
     /// Members of each group that took a start slot and are not Running yet; the caches lag
     /// behind concurrent reconciles, so the limit is enforced here.
     start_slots: Mutex<HashMap<NodeKey, BTreeSet<NodeKey>>>,
-    /// The operator's own latest writes, until the caches show them (see [`Context::fresh_platform`]).
-    own_writes: Mutex<HashMap<NodeKey, OwnWrites>>,
+    /// Entries in the platform watch tap's change signatures (kept there, counted here).
+    tap_entries: AtomicUsize,
 }
 
-/// Objects as the operator last wrote them, with the resourceVersion they were based on.
-#[derive(Default)]
-struct OwnWrites {
-    /// Versions older than the written one (the cached one and intermediate writes).
-    platform: Option<(Vec<Option<String>>, Arc<Platform>)>,
-    deployment: Option<(Option<String>, Arc<Deployment>)>,
+/// How many entries the operator's in-memory tables hold; each must shrink when objects go.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TableSizes {
+    pub own_writes: usize,
+    /// Platforms in the pod index.
+    pub pod_index: usize,
+    /// Members holding a start slot.
+    pub start_slots: usize,
+    /// Platforms whose change signatures the watch tap keeps.
+    pub tap_signatures: usize,
 }
 
 impl Context {
@@ -107,76 +118,68 @@ impl Context {
             recorder,
             clock,
             field_manager: super::FIELD_MANAGER.to_string(),
+            own_writes: OwnWrites::default(),
+            health: Health::default(),
             topology: Mutex::new(None),
             topology_version: AtomicU64::new(1),
             pod_index: Mutex::new(HashMap::new()),
             start_slots: Mutex::new(HashMap::new()),
-            own_writes: Mutex::new(HashMap::new()),
+            tap_entries: AtomicUsize::new(0),
         }
     }
 
-    /// The Platform as the operator last wrote it while the cache still holds the version that
-    /// write was based on; otherwise the cached one. Without this, a reconcile that runs before
-    /// the watch delivers the operator's own write would decide from the old state (and audit
-    /// an action twice).
-    pub fn fresh_platform(&self, key: &NodeKey, cached: Arc<Platform>) -> Arc<Platform> {
-        let mut own = self.own_writes.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(entry) = own.get_mut(key) else {
-            return cached;
-        };
-        match &entry.platform {
-            Some((older, written)) if older.contains(&cached.metadata.resource_version) => {
-                written.clone()
-            }
-            _ => {
-                entry.platform = None;
-                cached
-            }
-        }
-    }
-
-    /// The platform's Deployment, with the same overlay as [`Context::fresh_platform`].
+    /// The platform's Deployment: the cached one, or the operator's own write while the cache
+    /// does not show it yet.
     pub fn fresh_deployment(&self, key: &NodeKey) -> Option<Arc<Deployment>> {
-        let cached = self.stores.deployment(key);
-        let mut own = self.own_writes.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(entry) = own.get_mut(key) else {
-            return cached;
-        };
-        let cached_version = cached
-            .as_ref()
-            .and_then(|d| d.metadata.resource_version.clone());
-        match &entry.deployment {
-            Some((base, written)) if *base == cached_version => Some(written.clone()),
-            _ => {
-                entry.deployment = None;
-                cached
-            }
-        }
+        self.own_writes.deployment(key, self.stores.deployment(key))
     }
 
-    /// Remembers a Platform write; `older` are the versions the cache may still show.
-    pub fn remember_platform(
-        &self,
-        key: &NodeKey,
-        older: Vec<Option<String>>,
-        written: Arc<Platform>,
-    ) {
-        let mut own = self.own_writes.lock().unwrap_or_else(|p| p.into_inner());
-        own.entry(key.clone()).or_default().platform = Some((older, written));
-    }
-
-    /// Remembers a Deployment write based on the version `base` (`None`: it did not exist).
-    pub fn remember_deployment(&self, key: &NodeKey, base: Option<String>, written: Deployment) {
-        let mut own = self.own_writes.lock().unwrap_or_else(|p| p.into_inner());
-        own.entry(key.clone()).or_default().deployment = Some((base, Arc::new(written)));
-    }
-
-    /// Forgets a deleted platform's writes.
+    /// Forgets everything kept about a deleted platform.
     pub fn forget(&self, key: &NodeKey) {
-        self.own_writes
+        self.own_writes.forget(key);
+        self.release_slot(key);
+        self.pod_index
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(key);
+    }
+
+    /// After a re-list of the Platforms: drops what is kept about platforms that disappeared
+    /// while the watch was down (no Delete event is delivered for them).
+    pub fn platforms_relisted(&self) {
+        let exists = |key: &NodeKey| self.stores.platform(key).is_some();
+        self.own_writes.retain(exists);
+        let mut slots = self.start_slots.lock().unwrap_or_else(|p| p.into_inner());
+        for members in slots.values_mut() {
+            members.retain(exists);
+        }
+        slots.retain(|_, members| !members.is_empty());
+        drop(slots);
+        self.topology_changed();
+    }
+
+    /// How big the in-memory tables are.
+    pub fn table_sizes(&self) -> TableSizes {
+        TableSizes {
+            own_writes: self.own_writes.len(),
+            pod_index: self
+                .pod_index
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .len(),
+            start_slots: self
+                .start_slots
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .values()
+                .map(BTreeSet::len)
+                .sum(),
+            tap_signatures: self.tap_entries.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn set_tap_entries(&self, entries: usize) {
+        self.tap_entries.store(entries, Ordering::Relaxed);
     }
 
     /// The graph and group membership of the cached objects, rebuilt only after something that
@@ -226,16 +229,30 @@ impl Context {
     /// Records a pod event of `platform` (`exists`: the cache holds the pod).
     pub fn index_pod(&self, platform: NodeKey, pod: &str, exists: bool) {
         let mut index = self.pod_index.lock().unwrap_or_else(|p| p.into_inner());
-        let pods = index.entry(platform).or_default();
         if exists {
-            pods.insert(pod.to_string());
-        } else {
+            index.entry(platform).or_default().insert(pod.to_string());
+        } else if let Some(pods) = index.get_mut(&platform) {
             pods.remove(pod);
+            if pods.is_empty() {
+                index.remove(&platform);
+            }
         }
     }
 
+    /// Rebuilds the pod index from the pod cache (after a re-list, which delivers no Delete
+    /// events for pods that disappeared meanwhile).
+    pub fn reindex_pods(&self, platform_of: impl Fn(&Pod) -> Option<NodeKey>) {
+        let mut index: HashMap<NodeKey, HashSet<String>> = HashMap::new();
+        for pod in self.stores.pods.state() {
+            if let (Some(platform), Some(name)) = (platform_of(&pod), pod.metadata.name.clone()) {
+                index.entry(platform).or_default().insert(name);
+            }
+        }
+        *self.pod_index.lock().unwrap_or_else(|p| p.into_inner()) = index;
+    }
+
     /// Pods of a platform that exist (terminating ones included). Entries the cache no longer
-    /// holds (removed while a watch was re-listing) are dropped here.
+    /// holds are dropped here.
     pub fn pod_count(&self, platform: &NodeKey) -> i32 {
         let mut index = self.pod_index.lock().unwrap_or_else(|p| p.into_inner());
         let Some(pods) = index.get_mut(platform) else {
@@ -247,7 +264,11 @@ impl Context {
                 .get(&ObjectRef::new(name).within(&platform.namespace))
                 .is_some()
         });
-        i32::try_from(pods.len()).unwrap_or(i32::MAX)
+        let count = pods.len();
+        if count == 0 {
+            index.remove(platform);
+        }
+        i32::try_from(count).unwrap_or(i32::MAX)
     }
 
     /// Members of `group` holding a start slot, other than `platform`.
@@ -259,8 +280,10 @@ impl Context {
             .unwrap_or_default()
     }
 
-    /// Takes a start slot unless `limit` (> 0) slots are taken by others.
-    pub fn try_take_slot(
+    /// Claims a start slot unless `limit` (> 0) slots are held by others: the guard of a plan's
+    /// claim, re-checked at commit because concurrent reconciles of other members may have
+    /// claimed since the snapshot was taken.
+    pub fn claim_slot(
         &self,
         group: &NodeKey,
         platform: &NodeKey,
@@ -276,18 +299,22 @@ impl Context {
             .collect::<BTreeSet<_>>()
             .len();
         if limit > 0 && others >= limit as usize {
+            if taken.is_empty() {
+                slots.remove(group);
+            }
             return false;
         }
         taken.insert(platform.clone());
         true
     }
 
-    /// Gives a start slot back (the platform is Running, stopped or gone).
+    /// Gives a start slot back (the platform is Running, stopped, failed or gone).
     pub fn release_slot(&self, platform: &NodeKey) {
         let mut slots = self.start_slots.lock().unwrap_or_else(|p| p.into_inner());
         for members in slots.values_mut() {
             members.remove(platform);
         }
+        slots.retain(|_, members| !members.is_empty());
     }
 }
 

@@ -34,6 +34,7 @@ pub fn decide(observed: &Observed) -> Decision {
         handled_restart: None,
         requeue_after: None,
         message: String::new(),
+        ready_reason: None,
     };
 
     if let Some(block) = &observed.block {

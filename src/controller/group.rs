@@ -6,10 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
+use kube::ResourceExt;
 use kube::runtime::controller::Action as Requeue;
-use kube::{Resource, ResourceExt};
-use serde_json::json;
 
 use crate::crd::{
     DesiredState, Phase, Platform, PlatformGroup, PlatformGroupStatus, condition, group_condition,
@@ -17,8 +15,9 @@ use crate::crd::{
 use crate::graph::{GraphError, NodeKey};
 use crate::stack::key_of;
 
+use super::apply::apply_status;
 use super::context::{Context, Topology};
-use super::error::{Error, kube_error};
+use super::error::Error;
 use super::observe::whole_seconds;
 use super::status::set_condition;
 
@@ -40,22 +39,13 @@ pub async fn reconcile(group: Arc<PlatformGroup>, ctx: Arc<Context>) -> Result<R
     let now = whole_seconds(ctx.clock.now());
     let status = group_status(&group, &topology, &members, now);
     if group.status.as_ref() != Some(&status) {
-        let namespace = group
-            .namespace()
-            .ok_or(Error::MissingMetadata("metadata.namespace"))?;
-        let api: Api<PlatformGroup> = Api::namespaced(ctx.client.clone(), &namespace);
-        let body = json!({
-            "apiVersion": PlatformGroup::api_version(&()),
-            "kind": PlatformGroup::kind(&()),
-            "status": status,
-        });
-        api.patch_status(
-            &group.name_any(),
-            &PatchParams::apply(&ctx.field_manager).force(),
-            &Patch::Apply(body),
+        apply_status(
+            &ctx,
+            group.as_ref(),
+            &status,
+            "write the PlatformGroup status",
         )
-        .await
-        .map_err(kube_error("write the PlatformGroup status"))?;
+        .await?;
     }
     Ok(Requeue::await_change())
 }

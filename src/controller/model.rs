@@ -120,7 +120,8 @@ pub struct GroupFacts {
     pub starting_members: BTreeSet<NodeKey>,
 }
 
-/// Everything one decision needs.
+/// Everything one reconcile decides from: one immutable snapshot of the caches (the operator's
+/// own writes the caches do not show yet included), built by the observe step.
 #[derive(Debug, Clone)]
 pub struct Observed {
     pub now: Timestamp,
@@ -128,6 +129,8 @@ pub struct Observed {
     pub platform: Platform,
     pub settings: EffectiveSettings,
     pub deployment: Option<DeploymentState>,
+    /// The hash the live ConfigMap was applied from, if it exists.
+    pub config_map_hash: Option<String>,
     /// Pods of the platform that exist (terminating ones included).
     pub pods: i32,
     /// Why the dependency graph blocks this platform (with the root cause), if it does.
@@ -227,4 +230,6 @@ pub struct Decision {
     pub requeue_after: Option<Duration>,
     /// A one-line summary for `status.message`.
     pub message: String,
+    /// The `Ready` condition's reason when it is not the phase (e.g. `InvalidSpec`).
+    pub ready_reason: Option<&'static str>,
 }

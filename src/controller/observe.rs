@@ -1,16 +1,19 @@
-//! Observe: everything a decision about one Platform needs, read from the reflector caches (no
-//! API calls).
+//! Observe: one immutable snapshot of everything the plan for one Platform needs, read from the
+//! reflector caches and the operator's writes in flight (no API calls). Start-slot
+//! availability is part of it; the claim itself is committed when the plan is carried out.
 
 use std::collections::BTreeSet;
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::jiff::Timestamp;
+use kube::runtime::reflector::ObjectRef;
 
 use crate::crd::{Phase, Platform, condition};
 use crate::graph::NodeKey;
 use crate::stack::effective_settings;
 
-use super::build::SPEC_HASH_ANNOTATION;
+use super::build::{SPEC_HASH_ANNOTATION, config_map_name};
 use super::context::{Context, Topology};
 use super::model::{
     DependencyState, DependentState, DeploymentState, GroupFacts, Observed, RESTART_ANNOTATION,
@@ -69,6 +72,7 @@ pub fn observe(ctx: &Context, platform: &Platform, key: &NodeKey) -> Observed {
         platform: platform.clone(),
         settings,
         deployment: ctx.fresh_deployment(key).map(|d| deployment_state(&d)),
+        config_map_hash: config_map_hash(ctx, key),
         pods: ctx.pod_count(key),
         block: block_message(graph, key),
         wave: graph.wave_of(key),
@@ -78,6 +82,19 @@ pub fn observe(ctx: &Context, platform: &Platform, key: &NodeKey) -> Observed {
         group: group_facts,
         group_conflict: topology.membership.conflicting_groups(key).to_vec(),
     }
+}
+
+/// The hash the platform's ConfigMap was applied from (the operator's write in flight first).
+fn config_map_hash(ctx: &Context, key: &NodeKey) -> Option<String> {
+    let reference = ObjectRef::<ConfigMap>::new(&config_map_name(&key.name)).within(&key.namespace);
+    let cached = ctx.stores.configmaps.get(&reference).and_then(|c| {
+        c.metadata
+            .annotations
+            .as_ref()?
+            .get(SPEC_HASH_ANNOTATION)
+            .cloned()
+    });
+    ctx.own_writes.config_hash(key, cached)
 }
 
 /// Members of `group` other than `platform` that are starting: holding a slot, or observed

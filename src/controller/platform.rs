@@ -1,23 +1,23 @@
-//! The Platform reconcile: observe → decide → build → apply → status.
+//! The Platform reconcile: observe (one snapshot) → plan (pure: decide, build, status) →
+//! execute (the only step that writes, then commits its bookkeeping).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use kube::ResourceExt;
 use kube::runtime::controller::Action as Requeue;
-use kube::runtime::reflector::ObjectRef;
 
-use crate::crd::{Phase, Platform};
+use crate::crd::Platform;
+use crate::graph::NodeKey;
 use crate::stack::key_of;
 
 use super::apply::{apply_owned, audit, change_finalizer, request_restart, write_status};
-use super::build::{SPEC_HASH_ANNOTATION, build_config_map, build_deployment};
+use super::build::SPEC_HASH_ANNOTATION;
 use super::context::Context;
-use super::decide::decide;
 use super::error::Error;
-use super::model::FinalizerChange;
+use super::model::{FinalizerChange, Observed};
 use super::observe::observe;
-use super::status::next_status;
+use super::plan::{Plan, SlotChange, plan};
 
 /// How soon to look again while the caches are still doing their first list.
 const CACHE_WAIT: Duration = Duration::from_millis(100);
@@ -30,91 +30,104 @@ pub async fn reconcile(platform: Arc<Platform>, ctx: Arc<Context>) -> Result<Req
         return Ok(Requeue::requeue(CACHE_WAIT));
     }
     let key = key_of(platform.as_ref());
-    let platform = ctx.fresh_platform(&key, platform);
-    let mut versions = vec![platform.metadata.resource_version.clone()];
+    let platform = ctx.own_writes.platform(&key, platform);
     let observed = observe(&ctx, &platform, &key);
-    let mut decision = decide(&observed);
+    let plan = plan(&observed);
+    execute(&ctx, &observed, plan).await
+}
 
-    if decision.starts
-        && let Some(group) = &observed.group
-    {
-        let starting = &group.starting_members;
-        if !ctx.try_take_slot(&group.key, &key, group.max_concurrent_starts, starting) {
-            return Ok(Requeue::requeue(SLOT_RETRY));
+/// Carries a plan out: claims its start slot (or gives up and retries when a concurrent
+/// reconcile took the last one), writes, audits, and commits the bookkeeping. A slot claimed
+/// here is given back on every path that does not leave the platform starting.
+async fn execute(ctx: &Context, observed: &Observed, plan: Plan) -> Result<Requeue, Error> {
+    let key = &observed.key;
+    let mut claim = match &plan.slot {
+        SlotChange::Claim { group, limit } => {
+            let starting = observed
+                .group
+                .as_ref()
+                .map(|g| g.starting_members.clone())
+                .unwrap_or_default();
+            if !ctx.claim_slot(group, key, *limit, &starting) {
+                return Ok(Requeue::requeue(SLOT_RETRY));
+            }
+            Some(SlotGuard { ctx, key })
         }
-    }
+        SlotChange::Release => {
+            ctx.release_slot(key);
+            None
+        }
+        SlotChange::Keep => None,
+    };
 
-    let mut latest = platform.clone();
-    if decision.finalizer == Some(FinalizerChange::Add)
-        && let Some(updated) = change_finalizer(&ctx, &latest, FinalizerChange::Add).await?
+    let platform = &observed.platform;
+    let mut versions = vec![platform.metadata.resource_version.clone()];
+    let mut latest = Arc::new(platform.clone());
+    if plan.finalizer == Some(FinalizerChange::Add)
+        && let Some(updated) = change_finalizer(ctx, &latest, FinalizerChange::Add).await?
     {
         latest = Arc::new(updated);
-        ctx.remember_platform(&key, versions.clone(), latest.clone());
+        ctx.own_writes
+            .remember_platform(key, versions.clone(), latest.clone());
         versions.push(latest.metadata.resource_version.clone());
     }
-    if let Some(replicas) = decision.replicas {
-        apply_workload(&ctx, &platform, &observed, &decision, replicas).await?;
-    }
-    let status = next_status(&observed, &decision);
-    if platform.status.as_ref() != Some(&status) {
-        let updated = Arc::new(write_status(&ctx, &latest, &status).await?);
-        ctx.remember_platform(&key, versions.clone(), updated);
-    }
-    for action in &decision.actions {
-        audit(&ctx, &platform, action).await;
-    }
-    if let Some(request) = status.handled_restart.as_deref() {
-        for dependent in &decision.restart_dependents {
-            request_restart(&ctx, dependent, request).await?;
+    if let Some(config_map) = &plan.config_map {
+        apply_owned(ctx, config_map, "apply the ConfigMap").await?;
+        if let Some(hash) = config_map.annotations().get(SPEC_HASH_ANNOTATION) {
+            ctx.own_writes.remember_config_hash(
+                key,
+                observed.config_map_hash.clone(),
+                hash.clone(),
+            );
         }
     }
-    if decision.finalizer == Some(FinalizerChange::Remove) {
-        change_finalizer(&ctx, &latest, FinalizerChange::Remove).await?;
-        ctx.forget(&key);
+    if let Some(deployment) = &plan.deployment {
+        let written = apply_owned(ctx, deployment, "apply the Deployment").await?;
+        ctx.own_writes.remember_deployment(key, written);
+        // The start is written: the slot stays held until the platform leaves Starting.
+        if let Some(claim) = claim.take() {
+            claim.commit();
+        }
     }
-    if decision.phase != Phase::Starting {
-        ctx.release_slot(&key);
+    if let Some(status) = &plan.status {
+        let updated = Arc::new(write_status(ctx, &latest, status).await?);
+        ctx.own_writes
+            .remember_platform(key, versions.clone(), updated);
+    }
+    drop(claim);
+    for action in &plan.audit {
+        audit(ctx, platform, action).await;
+    }
+    for (dependent, request) in &plan.restart_requests {
+        request_restart(ctx, dependent, request).await?;
+    }
+    if plan.finalizer == Some(FinalizerChange::Remove) {
+        change_finalizer(ctx, &latest, FinalizerChange::Remove).await?;
+        ctx.forget(key);
     }
 
-    Ok(match decision.requeue_after.take() {
+    Ok(match plan.requeue_after {
         Some(after) => Requeue::requeue(ctx.clock.real_duration(after)),
         None => Requeue::await_change(),
     })
 }
 
-/// Applies the ConfigMap and the Deployment, each only when it differs from what was applied.
-async fn apply_workload(
-    ctx: &Context,
-    platform: &Platform,
-    observed: &super::model::Observed,
-    decision: &super::model::Decision,
-    replicas: i32,
-) -> Result<(), Error> {
-    if let Some(config_map) = build_config_map(platform)? {
-        let live_hash = ctx
-            .stores
-            .configmaps
-            .get(&ObjectRef::from_obj(&config_map))
-            .and_then(|live| live.annotations().get(SPEC_HASH_ANNOTATION).cloned());
-        if live_hash.as_ref() != config_map.annotations().get(SPEC_HASH_ANNOTATION) {
-            apply_owned(ctx, &config_map, "apply the ConfigMap").await?;
-        }
+/// A start slot claimed by this reconcile; given back unless the start was written.
+struct SlotGuard<'a> {
+    ctx: &'a Context,
+    key: &'a NodeKey,
+}
+
+impl SlotGuard<'_> {
+    fn commit(self) {
+        std::mem::forget(self);
     }
-    let restart = decision.handled_restart.clone().or_else(|| {
-        platform
-            .status
-            .as_ref()
-            .and_then(|s| s.handled_restart.clone())
-    });
-    let deployment = build_deployment(platform, &observed.settings, replicas, restart.as_deref())?;
-    let live_hash = observed
-        .deployment
-        .as_ref()
-        .and_then(|d| d.applied_hash.clone());
-    if live_hash.as_ref() != deployment.annotations().get(SPEC_HASH_ANNOTATION) {
-        apply_owned(ctx, &deployment, "apply the Deployment").await?;
+}
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        self.ctx.release_slot(self.key);
     }
-    Ok(())
 }
 
 /// Reconcile failures requeue after a delay that depends on the kind of failure; the Warning

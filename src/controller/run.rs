@@ -1,28 +1,30 @@
-//! Wiring: the watches, the shared caches, both controllers, and graceful shutdown.
+//! Wiring: the watches, the shared caches, both controllers, error reporting and graceful
+//! shutdown. Each watch is built by a named function that feeds its tap; each controller by
+//! one that says what triggers it.
 
-use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::channel::mpsc;
-use futures::{FutureExt, StreamExt, future};
+use futures::{FutureExt, Stream, StreamExt, future};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Pod};
-use kube::runtime::controller::{Controller, Error as ControllerError};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::{self, ObjectRef, reflector};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::runtime::controller::{Config as ControllerConfig, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, reflector, store::Writer};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Api, Client, Resource};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::crd::{Platform, PlatformGroup};
-use crate::graph::NodeKey;
-use crate::stack::{dependency_keys, key_of};
 
 use super::build::{MANAGED_BY, MANAGED_BY_LABEL, PLATFORM_LABEL};
 use super::clock::{Clock, SystemClock};
 use super::context::{Context, Stores};
-use super::error::Error;
+use super::health::{ControllerKind, DEFAULT_STUCK_AFTER};
+use super::report::{ErrorReporter, FailedKind, publish_failures};
+use super::tap::{GroupTap, PlatformTap, observe_deployment, observe_pod};
 use super::{group, platform};
 
 /// How the operator runs.
@@ -35,205 +37,158 @@ pub struct OperatorConfig {
     pub concurrency: u16,
     /// Instance name in Events (the pod name in a cluster).
     pub instance: Option<String>,
+    /// `/healthz` fails when reconciles are in flight and none finished for this long.
+    pub stuck_after: Duration,
 }
+
+/// Reconciles at once per controller unless configured: enough to keep a busy API server fed,
+/// few enough that 10,000 platforms queued at start-up do not become 10,000 requests at once.
+pub const DEFAULT_CONCURRENCY: u16 = 32;
 
 impl Default for OperatorConfig {
     fn default() -> Self {
         Self {
             namespace: None,
             clock: Arc::new(SystemClock),
-            concurrency: 0,
+            concurrency: DEFAULT_CONCURRENCY,
             instance: None,
+            stuck_after: DEFAULT_STUCK_AFTER,
         }
     }
 }
 
 /// A running operator.
 pub struct Operator {
-    stores: Stores,
+    ctx: Arc<Context>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
 
+/// The reflector writers, each consumed by the watch that fills its store.
+struct Writers {
+    platforms: Writer<Platform>,
+    groups: Writer<PlatformGroup>,
+    deployments: Writer<Deployment>,
+    configmaps: Writer<ConfigMap>,
+    pods: Writer<Pod>,
+}
+
+fn caches() -> (Stores, Writers) {
+    let (platforms, platforms_writer) = reflector::store::<Platform>();
+    let (groups, groups_writer) = reflector::store::<PlatformGroup>();
+    let (deployments, deployments_writer) = reflector::store::<Deployment>();
+    let (configmaps, configmaps_writer) = reflector::store::<ConfigMap>();
+    let (pods, pods_writer) = reflector::store::<Pod>();
+    let stores = Stores {
+        platforms,
+        groups,
+        deployments,
+        configmaps,
+        pods,
+    };
+    let writers = Writers {
+        platforms: platforms_writer,
+        groups: groups_writer,
+        deployments: deployments_writer,
+        configmaps: configmaps_writer,
+        pods: pods_writer,
+    };
+    (stores, writers)
+}
+
+/// Channels through which a change of one object queues others.
+struct Fanout {
+    related_tx: mpsc::UnboundedSender<ObjectRef<Platform>>,
+    related_rx: mpsc::UnboundedReceiver<ObjectRef<Platform>>,
+    groups_tx: mpsc::UnboundedSender<ObjectRef<PlatformGroup>>,
+    groups_rx: mpsc::UnboundedReceiver<ObjectRef<PlatformGroup>>,
+}
+
 impl Operator {
-    /// Starts the watches and both controllers on the current Tokio runtime.
+    /// Starts the watches, both controllers and the error reporter on the current Tokio runtime.
     pub fn start(client: Client, config: OperatorConfig) -> Operator {
-        let namespace = config.namespace.as_deref();
-        let platforms_api: Api<Platform> = scoped(&client, namespace);
-        let groups_api: Api<PlatformGroup> = scoped(&client, namespace);
-        let deployments_api: Api<Deployment> = scoped(&client, namespace);
-        let configmaps_api: Api<ConfigMap> = scoped(&client, namespace);
-        let pods_api: Api<Pod> = scoped(&client, namespace);
-        let managed =
-            watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
-
-        let (platforms, platforms_writer) = reflector::store::<Platform>();
-        let (groups, groups_writer) = reflector::store::<PlatformGroup>();
-        let (deployments, deployments_writer) = reflector::store::<Deployment>();
-        let (configmaps, configmaps_writer) = reflector::store::<ConfigMap>();
-        let (pods, pods_writer) = reflector::store::<Pod>();
-        let stores = Stores {
-            platforms: platforms.clone(),
-            groups,
-            deployments,
-            configmaps,
-            pods,
-        };
-
+        let (stores, writers) = caches();
         let reporter = Reporter {
             controller: super::FIELD_MANAGER.into(),
             instance: config.instance.clone(),
         };
-        let ctx = Arc::new(Context::new(
+        let mut ctx = Context::new(
             client.clone(),
-            stores.clone(),
+            stores,
             Recorder::new(client.clone(), reporter),
             config.clock.clone(),
-        ));
+        );
+        ctx.health.stuck_after = config.stuck_after;
+        let ctx = Arc::new(ctx);
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let stop = move || {
-            let mut rx = shutdown_rx.clone();
-            async move {
-                let _ = rx.wait_for(|stopping| *stopping).await;
-            }
+        let (related_tx, related_rx) = mpsc::unbounded();
+        let (groups_tx, groups_rx) = mpsc::unbounded();
+        let fanout = Fanout {
+            related_tx,
+            related_rx,
+            groups_tx,
+            groups_rx,
         };
+        let (errors, failures) = ErrorReporter::new();
+        let controller_config = ControllerConfig::default().concurrency(config.concurrency);
+        let namespace = config.namespace.as_deref();
 
-        // A change of one platform concerns its neighbours and its groups: they are queued
-        // through these channels.
-        let (related_tx, related_rx) = mpsc::unbounded::<ObjectRef<Platform>>();
-        let (groups_tx, groups_rx) = mpsc::unbounded::<ObjectRef<PlatformGroup>>();
-        let tap_ctx = ctx.clone();
-        let platform_stream = reflector(
-            platforms_writer,
-            watcher(platforms_api, watcher::Config::default()).default_backoff(),
-        )
-        .inspect({
-            let mut tap = PlatformTap {
-                ctx: tap_ctx,
-                related_tx,
-                groups_tx,
-                seen: HashMap::new(),
-                shapes: HashMap::new(),
-            };
-            move |event| {
-                if let Ok(event) = event {
-                    tap.observe(event);
-                }
-            }
-        })
-        .touched_objects();
-        let deployment_stream = reflector(
-            deployments_writer,
-            watcher(deployments_api, managed.clone()).default_backoff(),
-        )
-        .touched_objects();
-        let configmap_stream = reflector(
-            configmaps_writer,
-            watcher(configmaps_api, managed).default_backoff(),
-        )
-        .touched_objects();
-        let pod_ctx = ctx.clone();
-        let pods_cache = stores.pods.clone();
-        let pod_stream = reflector(
-            pods_writer,
-            watcher(pods_api, watcher::Config::default().labels(PLATFORM_LABEL)).default_backoff(),
-        )
-        .touched_objects()
-        .inspect(move |event| {
-            if let Ok(pod) = event
-                && let (Some(platform), Some(namespace)) =
-                    (pod.labels().get(PLATFORM_LABEL), pod.namespace())
-            {
-                let exists = pods_cache.get(&ObjectRef::from_obj(pod)).is_some();
-                pod_ctx.index_pod(
-                    NodeKey::new(namespace, platform.clone()),
-                    &pod.name_any(),
-                    exists,
-                );
-            }
-        });
-        let member_ctx = ctx.clone();
-        let group_ctx = ctx.clone();
-        let groups_cache = stores.groups.clone();
-        let relist_ctx = ctx.clone();
-        let group_stream = reflector(
-            groups_writer,
-            watcher(groups_api.clone(), watcher::Config::default()).default_backoff(),
-        )
-        .inspect(move |event| relisted(&relist_ctx, event))
-        .touched_objects()
-        .inspect({
-            let mut last_shape: HashMap<NodeKey, Option<i64>> = HashMap::new();
-            move |event| {
-                if let Ok(group) = event {
-                    let key = key_of(group);
-                    let exists = groups_cache.get(&ObjectRef::from_obj(group)).is_some();
-                    let generation = exists.then_some(group.metadata.generation).flatten();
-                    if !exists || last_shape.insert(key, generation) != Some(generation) {
-                        group_ctx.topology_changed();
-                    }
-                }
-            }
-        });
-
-        let controller_config =
-            kube::runtime::controller::Config::default().concurrency(config.concurrency);
-        let platform_controller = Controller::for_stream(platform_stream, platforms)
-            .with_config(controller_config.clone())
-            .owns_stream(deployment_stream)
-            .owns_stream(configmap_stream)
-            .watches_stream(pod_stream, |pod: Pod| {
-                let name = pod.labels().get(PLATFORM_LABEL)?.clone();
-                Some(ObjectRef::new(&name).within(&pod.namespace()?))
-            })
-            .watches_stream(group_stream, move |group: PlatformGroup| {
-                let topology = member_ctx.topology();
-                let members = topology
-                    .membership
-                    .members
-                    .get(&key_of(&group))
-                    .cloned()
-                    .unwrap_or_default();
-                let conflicted = topology
-                    .membership
-                    .conflicts_of(&key_of(&group))
-                    .into_iter()
-                    .map(|(k, _)| k);
-                members
-                    .into_iter()
-                    .chain(conflicted)
-                    .map(|k| ObjectRef::new(&k.name).within(&k.namespace))
-                    .collect::<Vec<_>>()
-            })
-            .reconcile_on(related_rx)
-            .graceful_shutdown_on(stop())
-            .run(platform::reconcile, platform::error_policy, ctx.clone())
-            .for_each({
-                let ctx = ctx.clone();
-                move |result| {
-                    let ctx = ctx.clone();
-                    async move { report_platform_error(&ctx, result).await }
-                }
-            });
-
-        let group_controller = Controller::new(groups_api, watcher::Config::default())
+        let group_stream = group_events(
+            scoped(&client, namespace),
+            writers.groups,
+            GroupTap::new(ctx.clone(), fanout.related_tx.clone()),
+        );
+        let platform_controller = platform_controller(
+            &client,
+            namespace,
+            writers.platforms,
+            writers.deployments,
+            writers.configmaps,
+            writers.pods,
+            &ctx,
+            fanout.related_tx,
+            fanout.groups_tx,
+            fanout.related_rx,
+            controller_config.clone(),
+            until_true(shutdown_rx.clone()),
+        );
+        let group_controller = Controller::for_stream(group_stream, ctx.stores.groups.clone())
             .with_config(controller_config)
-            .reconcile_on(groups_rx)
-            .graceful_shutdown_on(stop())
-            .run(group::reconcile, group::error_policy, ctx.clone())
-            .for_each(|result| {
-                if let Err(error) = result {
-                    tracing::warn!(%error, "group reconcile failed");
-                }
-                future::ready(())
-            });
+            .reconcile_on(fanout.groups_rx)
+            .graceful_shutdown_on(until_true(shutdown_rx))
+            .run(
+                |group, ctx: Arc<Context>| async move {
+                    let _in_flight = ctx.health.group.begin();
+                    group::reconcile(group, ctx.clone()).await
+                },
+                group::error_policy,
+                ctx.clone(),
+            );
+        let platform_errors = errors.clone();
+        let platform_task = platform_controller.for_each(move |result| {
+            platform_errors.report(FailedKind::Platform, &result);
+            future::ready(())
+        });
+        let group_task = group_controller.for_each(move |result| {
+            errors.report(FailedKind::PlatformGroup, &result);
+            future::ready(())
+        });
 
         let tasks = vec![
-            tokio::spawn(platform_controller),
-            tokio::spawn(group_controller),
+            tokio::spawn(supervised(
+                ctx.clone(),
+                ControllerKind::Platform,
+                platform_task,
+            )),
+            tokio::spawn(supervised(
+                ctx.clone(),
+                ControllerKind::PlatformGroup,
+                group_task,
+            )),
+            tokio::spawn(publish_failures(ctx.clone(), failures)),
         ];
         Operator {
-            stores,
+            ctx,
             shutdown,
             tasks,
         }
@@ -241,24 +196,32 @@ impl Operator {
 
     /// The caches (for the REST API and for tests).
     pub fn stores(&self) -> &Stores {
-        &self.stores
+        &self.ctx.stores
+    }
+
+    /// The shared context (its tables, health and caches), for the HTTP server and for tests.
+    pub fn context(&self) -> &Arc<Context> {
+        &self.ctx
     }
 
     /// Waits until every cache has done its first list.
     pub async fn wait_for_caches(&self) {
+        let stores = &self.ctx.stores;
         let _ = futures::join!(
-            self.stores.platforms.wait_until_ready(),
-            self.stores.groups.wait_until_ready(),
-            self.stores.deployments.wait_until_ready(),
-            self.stores.configmaps.wait_until_ready(),
-            self.stores.pods.wait_until_ready(),
+            stores.platforms.wait_until_ready(),
+            stores.groups.wait_until_ready(),
+            stores.deployments.wait_until_ready(),
+            stores.configmaps.wait_until_ready(),
+            stores.pods.wait_until_ready(),
         );
     }
 
     /// Stops both controllers: reconciles in flight finish, no new ones start.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
-        for task in self.tasks {
+        let mut tasks = self.tasks.into_iter();
+        // The controllers first; the error publisher ends once they have dropped its queue.
+        for task in tasks.by_ref() {
             let _ = task.await;
         }
     }
@@ -271,6 +234,141 @@ impl Operator {
     }
 }
 
+/// Runs a controller's task and records when its stream ends, for `/healthz`: also when the
+/// task panics or is aborted (the guard is dropped with the future).
+async fn supervised(ctx: Arc<Context>, kind: ControllerKind, task: impl Future<Output = ()>) {
+    struct EndGuard(Arc<Context>, ControllerKind);
+    impl Drop for EndGuard {
+        fn drop(&mut self) {
+            self.0.health.of(self.1).mark_ended();
+        }
+    }
+    ctx.health.of(kind).mark_started();
+    let _guard = EndGuard(ctx.clone(), kind);
+    task.await;
+}
+
+async fn until_true(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stopping| *stopping).await;
+}
+
+/// The Platform controller: triggered by its Platforms, their Deployments, ConfigMaps and pods,
+/// and by the neighbours and groups the taps queue.
+#[allow(clippy::too_many_arguments)]
+fn platform_controller<S: Future<Output = ()> + Send + Sync + 'static>(
+    client: &Client,
+    namespace: Option<&str>,
+    platforms: Writer<Platform>,
+    deployments: Writer<Deployment>,
+    configmaps: Writer<ConfigMap>,
+    pods: Writer<Pod>,
+    ctx: &Arc<Context>,
+    related_tx: mpsc::UnboundedSender<ObjectRef<Platform>>,
+    groups_tx: mpsc::UnboundedSender<ObjectRef<PlatformGroup>>,
+    related_rx: mpsc::UnboundedReceiver<ObjectRef<Platform>>,
+    config: ControllerConfig,
+    shutdown: S,
+) -> impl Stream<
+    Item = Result<
+        (ObjectRef<Platform>, kube::runtime::controller::Action),
+        kube::runtime::controller::Error<super::Error, watcher::Error>,
+    >,
+> + Send
++ use<S> {
+    let managed = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
+    let tap = PlatformTap::new(ctx.clone(), related_tx, groups_tx);
+    let platform_stream = platform_events(scoped(client, namespace), platforms, tap);
+    let deployment_ctx = ctx.clone();
+    let deployment_stream = watched(scoped(client, namespace), deployments, managed.clone())
+        .inspect(move |event| {
+            if let Ok(event) = event {
+                observe_deployment(&deployment_ctx, event);
+            }
+        })
+        .touched_objects();
+    let configmap_stream =
+        watched(scoped(client, namespace), configmaps, managed).touched_objects();
+    let pod_ctx = ctx.clone();
+    let pod_stream = watched(
+        scoped(client, namespace),
+        pods,
+        watcher::Config::default().labels(PLATFORM_LABEL),
+    )
+    .inspect(move |event| {
+        if let Ok(event) = event {
+            observe_pod(&pod_ctx, event);
+        }
+    })
+    .touched_objects();
+    Controller::for_stream(platform_stream, ctx.stores.platforms.clone())
+        .with_config(config)
+        .owns_stream(deployment_stream)
+        .owns_stream(configmap_stream)
+        .watches_stream(pod_stream, |pod: Pod| {
+            let platform = super::tap::platform_of_pod(&pod)?;
+            Some(ObjectRef::new(&platform.name).within(&platform.namespace))
+        })
+        .reconcile_on(related_rx)
+        .graceful_shutdown_on(shutdown)
+        .run(
+            |platform, ctx: Arc<Context>| async move {
+                let _in_flight = ctx.health.platform.begin();
+                platform::reconcile(platform, ctx.clone()).await
+            },
+            platform::error_policy,
+            ctx.clone(),
+        )
+}
+
+/// The Platform watch, feeding its cache and its tap.
+fn platform_events(
+    api: Api<Platform>,
+    writer: Writer<Platform>,
+    mut tap: PlatformTap,
+) -> impl Stream<Item = Result<Platform, watcher::Error>> + Send {
+    watched(api, writer, watcher::Config::default())
+        .inspect(move |event| {
+            if let Ok(event) = event {
+                tap.observe(event);
+            }
+        })
+        .touched_objects()
+}
+
+/// The PlatformGroup watch (the only one: it feeds the group controller, and its tap queues
+/// the members a change concerns for the Platform controller).
+fn group_events(
+    api: Api<PlatformGroup>,
+    writer: Writer<PlatformGroup>,
+    mut tap: GroupTap,
+) -> impl Stream<Item = Result<PlatformGroup, watcher::Error>> + Send {
+    watched(api, writer, watcher::Config::default())
+        .inspect(move |event| {
+            if let Ok(event) = event {
+                tap.observe(event);
+            }
+        })
+        .touched_objects()
+}
+
+/// A watch with backoff that keeps `writer`'s cache, as raw events (re-lists included).
+fn watched<K>(
+    api: Api<K>,
+    writer: Writer<K>,
+    config: watcher::Config,
+) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    reflector(writer, watcher(api, config).default_backoff())
+}
+
 /// An API for one namespace, or for all.
 fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where
@@ -279,216 +377,6 @@ where
     match namespace {
         Some(namespace) => Api::namespaced(client.clone(), namespace),
         None => Api::all(client.clone()),
-    }
-}
-
-/// The dependents and dependencies of `changed` (and, under a start limit, its fellow group
-/// members waiting for a slot).
-fn related_platforms(ctx: &Context, changed: &Platform) -> Vec<ObjectRef<Platform>> {
-    let key = key_of(changed);
-    let topology = ctx.topology();
-    let graph = &topology.graph;
-    let mut related: BTreeSet<NodeKey> = graph
-        .dependents(&key)
-        .into_iter()
-        .chain(graph.dependencies(&key))
-        .collect();
-    if !graph.contains(&key) {
-        // Deleted: its former dependents still name it.
-        for platform in ctx.stores.platforms.state() {
-            if dependency_keys(&platform).contains(&key) {
-                related.insert(key_of(platform.as_ref()));
-            }
-        }
-        related.extend(dependency_keys(changed));
-    }
-    if let Some(group) = topology.group_of(&key)
-        && group
-            .spec
-            .startup
-            .as_ref()
-            .is_some_and(|s| s.max_concurrent_starts > 0)
-    {
-        related.extend(
-            topology
-                .membership
-                .members
-                .get(&key_of(group.as_ref()))
-                .into_iter()
-                .flatten()
-                .cloned(),
-        );
-    }
-    related.remove(&key);
-    related
-        .into_iter()
-        .map(|k| ObjectRef::new(&k.name).within(&k.namespace))
-        .collect()
-}
-
-/// Fans a platform's relevant changes out to its neighbours and groups, and keeps the topology
-/// version current. Works on raw watch events: a (re)list queues every platform anyway, so its
-/// objects only update the bookkeeping, and the topology is rebuilt once when the list is done
-/// (not once per object: that would be quadratic at startup).
-struct PlatformTap {
-    ctx: Arc<Context>,
-    related_tx: mpsc::UnboundedSender<ObjectRef<Platform>>,
-    groups_tx: mpsc::UnboundedSender<ObjectRef<PlatformGroup>>,
-    /// What neighbours react to, per platform, as last seen.
-    seen: HashMap<NodeKey, u64>,
-    /// What shapes the topology, per platform, as last seen.
-    shapes: HashMap<NodeKey, u64>,
-}
-
-impl PlatformTap {
-    fn observe(&mut self, event: &watcher::Event<Platform>) {
-        match event {
-            watcher::Event::Init => {}
-            watcher::Event::InitApply(platform) => {
-                let key = key_of(platform);
-                self.shapes.insert(key.clone(), shape_signature(platform));
-                self.seen.insert(key, neighbour_signature(platform));
-            }
-            watcher::Event::InitDone => self.ctx.topology_changed(),
-            watcher::Event::Apply(platform) => {
-                let key = key_of(platform);
-                let (shape, signature) = (shape_signature(platform), neighbour_signature(platform));
-                if self.shapes.insert(key.clone(), shape) != Some(shape) {
-                    self.ctx.topology_changed();
-                }
-                if self.seen.insert(key, signature) != Some(signature) {
-                    self.fan_out(platform);
-                }
-            }
-            watcher::Event::Delete(platform) => {
-                let key = key_of(platform);
-                self.seen.remove(&key);
-                self.shapes.remove(&key);
-                self.ctx.topology_changed();
-                self.ctx.forget(&key);
-                self.fan_out(platform);
-            }
-        }
-    }
-
-    fn fan_out(&self, platform: &Platform) {
-        for related in related_platforms(&self.ctx, platform) {
-            let _ = self.related_tx.unbounded_send(related);
-        }
-        for group in groups_of(&self.ctx, platform) {
-            let _ = self.groups_tx.unbounded_send(group);
-        }
-    }
-}
-
-/// What a platform's neighbours and groups react to: its spec, labels, deletion, restart
-/// requests, phase and readiness.
-fn neighbour_signature(platform: &Platform) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    platform.metadata.generation.hash(&mut hasher);
-    platform
-        .metadata
-        .deletion_timestamp
-        .is_some()
-        .hash(&mut hasher);
-    platform.metadata.labels.hash(&mut hasher);
-    platform.metadata.annotations.hash(&mut hasher);
-    if let Some(status) = &platform.status {
-        status.phase.hash(&mut hasher);
-        status.ready_replicas.hash(&mut hasher);
-        for condition in &status.conditions {
-            (&condition.type_, &condition.status).hash(&mut hasher);
-        }
-    }
-    hasher.finish()
-}
-
-/// A (re)list replaces a cache wholesale once it completes, without an event per object that
-/// disappeared: the topology must be rebuilt then.
-fn relisted<K>(ctx: &Context, event: &Result<watcher::Event<K>, watcher::Error>) {
-    if matches!(event, Ok(watcher::Event::InitDone)) {
-        ctx.topology_changed();
-    }
-}
-
-/// What shapes the topology: identity, the spec (dependencies, desired state), labels and
-/// deletion.
-fn shape_signature(platform: &Platform) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    platform.metadata.uid.hash(&mut hasher);
-    platform.metadata.generation.hash(&mut hasher);
-    platform.metadata.labels.hash(&mut hasher);
-    platform
-        .metadata
-        .deletion_timestamp
-        .is_some()
-        .hash(&mut hasher);
-    hasher.finish()
-}
-
-/// Groups whose status may change with `changed`: those selecting it (even in conflict).
-fn groups_of(ctx: &Context, changed: &Platform) -> Vec<ObjectRef<PlatformGroup>> {
-    let key = key_of(changed);
-    let topology = ctx.topology();
-    let mut groups: BTreeSet<NodeKey> = topology
-        .membership
-        .conflicting_groups(&key)
-        .iter()
-        .cloned()
-        .collect();
-    groups.extend(topology.membership.group_of.get(&key).cloned());
-    if !topology.graph.contains(&key) {
-        // Gone: every group of its namespace may have lost a member.
-        groups.extend(
-            topology
-                .groups
-                .keys()
-                .filter(|g| g.namespace == key.namespace)
-                .cloned(),
-        );
-    }
-    groups
-        .into_iter()
-        .map(|k| ObjectRef::new(&k.name).within(&k.namespace))
-        .collect()
-}
-
-/// Reconcile errors become Warning events on the Platform, in this one place.
-async fn report_platform_error(
-    ctx: &Context,
-    result: Result<
-        (ObjectRef<Platform>, kube::runtime::controller::Action),
-        ControllerError<Error, watcher::Error>,
-    >,
-) {
-    let Err(error) = result else {
-        return;
-    };
-    match error {
-        ControllerError::ReconcilerFailed(error, object) => {
-            tracing::warn!(platform = %object, category = error.category(), %error, "reconcile failed");
-            let Some(namespace) = object.namespace.clone() else {
-                return;
-            };
-            let object_ref = ObjectRef::<Platform>::new(&object.name).within(&namespace);
-            let Some(platform) = ctx.stores.platforms.get(&object_ref) else {
-                return;
-            };
-            let reference: ObjectReference = platform.object_ref(&());
-            let event = Event {
-                type_: EventType::Warning,
-                reason: error.category().to_string(),
-                note: Some(error.to_string()),
-                action: "Reconcile".into(),
-                secondary: None,
-            };
-            if let Err(publish_error) = ctx.recorder.publish(&event, &reference).await {
-                tracing::warn!(%publish_error, "failed to publish a reconcile error event");
-            }
-        }
-        other => tracing::debug!(error = %other, "controller event"),
     }
 }
 

@@ -39,7 +39,7 @@ pub fn next_status(observed: &Observed, decision: &Decision) -> PlatformStatus {
         &mut conditions,
         condition::READY,
         ready,
-        phase.as_str(),
+        decision.ready_reason.unwrap_or(phase.as_str()),
         &decision.message,
         generation,
         now,

@@ -67,7 +67,8 @@ pub struct GroupDefaults {
     /// Default health check (merged field by field under the member's own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheckSettings>,
-    /// Default restart policy (merged field by field under the member's own).
+    /// Default restart policy (merged field by field under the member's own). Not acted on
+    /// yet, like the member's own `restartPolicy`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart_policy: Option<RestartPolicySettings>,
     /// Default resources (merged field by field under the member's own).
@@ -76,7 +77,8 @@ pub struct GroupDefaults {
     /// Default shutdown settings (merged field by field under the member's own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shutdown: Option<ShutdownSettings>,
-    /// Default reactions (merged field by field under the member's own).
+    /// Default reactions (merged field by field under the member's own). Not acted on yet,
+    /// like the member's own `reactions`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reactions: Option<Reactions>,
 }

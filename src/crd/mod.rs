@@ -16,7 +16,7 @@ pub use group::{
     StartupSettings, group_condition,
 };
 pub use platform::{
-    DependencyRef, DesiredState, MAX_DEPENDENCIES, Platform, PlatformSpec, PortSpec,
+    DependencyRef, DesiredState, MAX_DEPENDENCIES, Platform, PlatformSpec, PodTemplate, PortSpec,
 };
 pub use settings::{
     Backoff, CpuMemory, DependencyReaction, ExecProbe, HealthCheckReaction, HealthCheckSettings,

@@ -47,7 +47,10 @@ pub const MAX_DEPENDENCIES: usize = 64;
 #[x_kube(
     validation = Rule::new("!has(self.dependsOn) || self.dependsOn.all(d, self.dependsOn.exists_one(e, e.name == d.name && (has(e.__namespace__) ? e.__namespace__ : '') == (has(d.__namespace__) ? d.__namespace__ : '')))")
         .message("dependsOn entries must be unique")
-        .field_path(".dependsOn")
+        .field_path(".dependsOn"),
+    validation = Rule::new("has(self.image) || has(self.template)")
+        .message("a workload is required: set spec.image or spec.template")
+        .field_path(".image")
 )]
 pub struct PlatformSpec {
     /// Whether the platform should run. `Stopped` scales it to zero after its dependents have
@@ -56,7 +59,8 @@ pub struct PlatformSpec {
     pub desired_state: DesiredState,
 
     /// The identifier legacy REST callers use for this platform, e.g. `market_data_service`.
-    /// Unique per namespace by convention; the REST API reports ambiguity as an error.
+    /// Unique per namespace by convention. Not acted on yet: it is validated and stored for the
+    /// REST API, which does not exist yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         length(min = 1, max = 128),
@@ -115,7 +119,7 @@ pub struct PlatformSpec {
     /// Deployment like any other.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "open_object_schema")]
-    pub template: Option<PodTemplateSpec>,
+    pub template: Option<PodTemplate>,
 
     /// Number of pods. Default 1.
     #[serde(default = "default_replicas")]
@@ -131,6 +135,8 @@ pub struct PlatformSpec {
     pub health_check: Option<HealthCheckSettings>,
 
     /// How often a failing platform is restarted. Inherited from the group's defaults when unset.
+    /// Not acted on yet: runtime supervision (restart limits, backoff) is not implemented, so
+    /// these values are validated and stored only; Kubernetes restarts failed containers itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart_policy: Option<RestartPolicySettings>,
 
@@ -139,7 +145,8 @@ pub struct PlatformSpec {
     pub shutdown: Option<ShutdownSettings>,
 
     /// What the operator does on failed health checks, exceeded resources and failed
-    /// dependencies. Inherited from the group's defaults when unset.
+    /// dependencies. Inherited from the group's defaults when unset. Not acted on yet: runtime
+    /// supervision is not implemented, so these values are validated and stored only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reactions: Option<Reactions>,
 
@@ -149,7 +156,8 @@ pub struct PlatformSpec {
     #[schemars(extend("maxProperties" = 256))]
     pub config: BTreeMap<String, String>,
 
-    /// Where alerts about this platform go, and which events alert.
+    /// Where alerts about this platform go, and which events alert. Not acted on yet: no alert
+    /// is sent; the values are validated and stored only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alerts: Option<Alerts>,
 }
@@ -205,6 +213,20 @@ pub struct PortSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("enum" = ["TCP", "UDP", "SCTP"]))]
     pub protocol: Option<String>,
+}
+
+/// A pod template as the user wrote it. It is kept untyped here and parsed as a
+/// `PodTemplateSpec` only when the Deployment is built: the API server accepts any object in
+/// this field, and one malformed template must fail its own Platform (reported in its status),
+/// not the operator's watch of every Platform.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(transparent)]
+pub struct PodTemplate(pub serde_json::Value);
+
+impl From<PodTemplateSpec> for PodTemplate {
+    fn from(template: PodTemplateSpec) -> Self {
+        Self(serde_json::to_value(template).unwrap_or_default())
+    }
 }
 
 /// An object schema whose content the API server keeps as sent.

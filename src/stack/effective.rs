@@ -2,12 +2,12 @@
 //! defaults, else the built-in default documented on the CRD field.
 
 use crate::crd::{
-    Backoff, CpuMemory, DependencyReaction, GroupDefaults, HealthCheckReaction,
-    HealthCheckSettings, Platform, Probe, ResourceReaction, ResourceSettings,
-    RestartPolicySettings, ShutdownSettings,
+    CpuMemory, GroupDefaults, HealthCheckSettings, Platform, Probe, ResourceSettings,
+    ShutdownSettings,
 };
 
-/// Every setting with a concrete value.
+/// Every setting the operator acts on today, with a concrete value. (Restart policy and
+/// reactions are resolved here once runtime supervision reads them.)
 #[derive(Debug, Clone, PartialEq)]
 pub struct EffectiveSettings {
     pub probe: Option<Probe>,
@@ -15,15 +15,8 @@ pub struct EffectiveSettings {
     pub health_timeout_seconds: u32,
     pub failure_threshold: u32,
     pub startup_timeout_seconds: u32,
-    pub max_restart_attempts: u32,
-    pub restart_window_seconds: u32,
-    pub backoff_initial_seconds: u32,
-    pub backoff_max_seconds: u32,
     pub grace_period_seconds: u32,
     pub shutdown_timeout_seconds: u32,
-    pub on_health_check_failed: HealthCheckReaction,
-    pub on_resource_exceeded: ResourceReaction,
-    pub on_dependency_failed: DependencyReaction,
     /// Requests and limits; limits default to the requests.
     pub resources: ResourceSettings,
 }
@@ -37,17 +30,10 @@ pub fn effective_settings(
     let group = defaults.cloned().unwrap_or_default();
 
     let health = layer(&spec.health_check, &group.health_check);
-    let restart = layer(&spec.restart_policy, &group.restart_policy);
-    let backoff = |field: fn(&Backoff) -> Option<u32>| {
-        pick(restart.iter().flat_map(|r| r.backoff.as_ref()).map(field))
-    };
     let shutdown = layer(&spec.shutdown, &group.shutdown);
-    let reactions = layer(&spec.reactions, &group.reactions);
 
     let health_field =
         |field: fn(&HealthCheckSettings) -> Option<u32>| pick(health.iter().map(field));
-    let restart_field =
-        |field: fn(&RestartPolicySettings) -> Option<u32>| pick(restart.iter().map(field));
     let shutdown_field =
         |field: fn(&ShutdownSettings) -> Option<u32>| pick(shutdown.iter().map(field));
 
@@ -57,24 +43,8 @@ pub fn effective_settings(
         health_timeout_seconds: health_field(|h| h.timeout_seconds).unwrap_or(5),
         failure_threshold: health_field(|h| h.failure_threshold).unwrap_or(3),
         startup_timeout_seconds: health_field(|h| h.startup_timeout_seconds).unwrap_or(60),
-        max_restart_attempts: restart_field(|r| r.max_restart_attempts).unwrap_or(3),
-        restart_window_seconds: restart_field(|r| r.window_seconds).unwrap_or(600),
-        backoff_initial_seconds: backoff(|b| b.initial_seconds).unwrap_or(10),
-        backoff_max_seconds: backoff(|b| b.max_seconds).unwrap_or(300),
         grace_period_seconds: shutdown_field(|s| s.grace_period_seconds).unwrap_or(30),
         shutdown_timeout_seconds: shutdown_field(|s| s.timeout_seconds).unwrap_or(180),
-        on_health_check_failed: reactions
-            .iter()
-            .find_map(|r| r.on_health_check_failed)
-            .unwrap_or_default(),
-        on_resource_exceeded: reactions
-            .iter()
-            .find_map(|r| r.on_resource_exceeded)
-            .unwrap_or_default(),
-        on_dependency_failed: reactions
-            .iter()
-            .find_map(|r| r.on_dependency_failed)
-            .unwrap_or_default(),
         resources: resolve_resources(&layer(&spec.resources, &group.resources)),
     }
 }

@@ -121,8 +121,6 @@ fn effective_settings_layer_platform_over_group_over_builtin() {
         effective.startup_timeout_seconds, 60,
         "built-in default last"
     );
-    assert_eq!(effective.max_restart_attempts, 7);
-    assert_eq!(effective.on_resource_exceeded, ResourceReaction::Restart);
     let requests = effective.resources.requests.clone().expect("requests");
     assert_eq!(requests.cpu, Some(quantity("4")));
     assert_eq!(requests.memory, Some(quantity("1Gi")));
@@ -137,7 +135,6 @@ fn effective_settings_layer_platform_over_group_over_builtin() {
 fn effective_settings_without_a_group_are_the_documented_defaults() {
     let effective = effective_settings(&platform("a").build(), None);
     assert_eq!(effective.health_interval_seconds, 30);
-    assert_eq!(effective.max_restart_attempts, 3);
     assert_eq!(effective.startup_timeout_seconds, 60);
     assert_eq!(effective.shutdown_timeout_seconds, 180);
     assert_eq!(effective.resources, ResourceSettings::default());

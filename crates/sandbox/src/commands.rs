@@ -135,9 +135,7 @@ async fn run_sandbox(args: SandboxArgs, live: bool) -> ExitCode {
         Ok(operator) => operator,
         Err(error) => return fail(&format!("failed to start the operator: {error}")),
     };
-    let state = ApiState {
-        stores: operator.stores().clone(),
-    };
+    let state = ApiState::of(operator);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(api::serve(args.api_addr, state, async {
         let _ = stop_rx.await;

@@ -27,6 +27,7 @@ fn observed(p: Platform) -> Observed {
         settings: effective_settings(&p, None),
         platform: p,
         deployment: None,
+        config_map_hash: None,
         pods: 0,
         block: None,
         wave: Some(0),

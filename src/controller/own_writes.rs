@@ -1,0 +1,265 @@
+//! The operator's own writes that the caches do not show yet.
+//!
+//! A reconcile can run before the watch delivers what the previous reconcile wrote: its own
+//! status write may arrive before its Deployment write, for example. Deciding from the cache
+//! alone would then start the platform a second time (a second history entry, Event and
+//! apply). Each write is remembered with what identifies the cached versions it supersedes,
+//! and is used instead of the cache until the cache moves past those:
+//! - a Platform: the resourceVersions the cache may still show (compared for equality only,
+//!   as resourceVersions are opaque);
+//! - a Deployment: its `metadata.generation` (an integer the API server increments on every
+//!   spec change), so a cached copy of the same object with a lower generation is older;
+//! - a ConfigMap: the hash of the content it was applied over.
+//!
+//! The watch side clears entries once the cache shows the write, and on deletion and re-list,
+//! so the table holds only writes in flight.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use k8s_openapi::api::apps::v1::Deployment;
+
+use crate::crd::Platform;
+use crate::graph::NodeKey;
+
+#[derive(Default)]
+struct Entry {
+    /// Versions older than the written one (the cached one and intermediate writes).
+    platform: Option<(Vec<Option<String>>, Arc<Platform>)>,
+    deployment: Option<Arc<Deployment>>,
+    /// (hash of the cached ConfigMap the write replaced, hash written).
+    config_hash: Option<(Option<String>, String)>,
+}
+
+impl Entry {
+    fn is_empty(&self) -> bool {
+        self.platform.is_none() && self.deployment.is_none() && self.config_hash.is_none()
+    }
+}
+
+/// See the module documentation.
+#[derive(Default)]
+pub struct OwnWrites {
+    entries: Mutex<HashMap<NodeKey, Entry>>,
+}
+
+impl OwnWrites {
+    fn lock(&self) -> MutexGuard<'_, HashMap<NodeKey, Entry>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The Platform as last written while the cache still shows an older version.
+    pub fn platform(&self, key: &NodeKey, cached: Arc<Platform>) -> Arc<Platform> {
+        let mut entries = self.lock();
+        let Some(entry) = entries.get_mut(key) else {
+            return cached;
+        };
+        if let Some((older, written)) = &entry.platform
+            && older.contains(&cached.metadata.resource_version)
+        {
+            return written.clone();
+        }
+        entry.platform = None;
+        drop_if_empty(&mut entries, key);
+        cached
+    }
+
+    /// The Deployment as last applied while the cache does not show it yet.
+    pub fn deployment(
+        &self,
+        key: &NodeKey,
+        cached: Option<Arc<Deployment>>,
+    ) -> Option<Arc<Deployment>> {
+        let mut entries = self.lock();
+        let Some(written) = entries.get(key).and_then(|e| e.deployment.clone()) else {
+            return cached;
+        };
+        if cached.as_ref().is_none_or(|c| is_older(c, &written)) {
+            return Some(written);
+        }
+        if let Some(entry) = entries.get_mut(key) {
+            entry.deployment = None;
+        }
+        drop_if_empty(&mut entries, key);
+        cached
+    }
+
+    /// The hash of the ConfigMap as last applied while the cache still shows the one it replaced.
+    pub fn config_hash(&self, key: &NodeKey, cached: Option<String>) -> Option<String> {
+        let mut entries = self.lock();
+        let Some(entry) = entries.get_mut(key) else {
+            return cached;
+        };
+        if let Some((base, written)) = &entry.config_hash
+            && *base == cached
+        {
+            return Some(written.clone());
+        }
+        entry.config_hash = None;
+        drop_if_empty(&mut entries, key);
+        cached
+    }
+
+    pub fn remember_platform(
+        &self,
+        key: &NodeKey,
+        older: Vec<Option<String>>,
+        written: Arc<Platform>,
+    ) {
+        self.lock().entry(key.clone()).or_default().platform = Some((older, written));
+    }
+
+    pub fn remember_deployment(&self, key: &NodeKey, written: Deployment) {
+        self.lock().entry(key.clone()).or_default().deployment = Some(Arc::new(written));
+    }
+
+    pub fn remember_config_hash(&self, key: &NodeKey, base: Option<String>, written: String) {
+        self.lock().entry(key.clone()).or_default().config_hash = Some((base, written));
+    }
+
+    /// The Deployment watch delivered `seen`: a write it includes is no longer in flight.
+    pub fn deployment_seen(&self, key: &NodeKey, seen: &Deployment) {
+        let mut entries = self.lock();
+        if let Some(entry) = entries.get_mut(key)
+            && entry
+                .deployment
+                .as_ref()
+                .is_some_and(|written| !is_older(seen, written))
+        {
+            entry.deployment = None;
+            drop_if_empty(&mut entries, key);
+        }
+    }
+
+    /// The Deployment watch delivered its deletion.
+    pub fn deployment_deleted(&self, key: &NodeKey) {
+        let mut entries = self.lock();
+        if let Some(entry) = entries.get_mut(key) {
+            entry.deployment = None;
+            drop_if_empty(&mut entries, key);
+        }
+    }
+
+    /// Forgets everything about a deleted platform.
+    pub fn forget(&self, key: &NodeKey) {
+        self.lock().remove(key);
+    }
+
+    /// Keeps only the platforms `keep` accepts (after a re-list: the ones that still exist).
+    pub fn retain(&self, keep: impl Fn(&NodeKey) -> bool) {
+        self.lock().retain(|key, _| keep(key));
+    }
+
+    /// Platforms with a write in flight.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// `cached` is an earlier version of the same object than `written`.
+fn is_older(cached: &Deployment, written: &Deployment) -> bool {
+    let same_object = cached.metadata.uid == written.metadata.uid;
+    same_object && cached.metadata.generation < written.metadata.generation
+}
+
+fn drop_if_empty(entries: &mut HashMap<NodeKey, Entry>, key: &NodeKey) {
+    if entries.get(key).is_some_and(Entry::is_empty) {
+        entries.remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn key() -> NodeKey {
+        NodeKey::new("ns", "a")
+    }
+
+    fn deployment(uid: &str, generation: i64) -> Deployment {
+        Deployment {
+            metadata: ObjectMeta {
+                name: Some("a".into()),
+                uid: Some(uid.into()),
+                generation: Some(generation),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_created_deployment_is_seen_before_the_cache_has_it() {
+        let own = OwnWrites::default();
+        own.remember_deployment(&key(), deployment("u1", 1));
+        let seen = own.deployment(&key(), None).expect("the write");
+        assert_eq!(seen.metadata.generation, Some(1));
+        assert_eq!(own.len(), 1);
+    }
+
+    #[test]
+    fn an_older_generation_in_the_cache_is_overlaid_and_a_caught_up_one_wins() {
+        let own = OwnWrites::default();
+        own.remember_deployment(&key(), deployment("u1", 3));
+        let older = Arc::new(deployment("u1", 2));
+        let seen = own.deployment(&key(), Some(older)).expect("some");
+        assert_eq!(seen.metadata.generation, Some(3));
+        let current = Arc::new(deployment("u1", 3));
+        let seen = own.deployment(&key(), Some(current)).expect("some");
+        assert_eq!(seen.metadata.generation, Some(3));
+        assert!(own.is_empty(), "a caught-up cache ends the overlay");
+    }
+
+    #[test]
+    fn the_watch_clears_a_deployment_write_once_it_delivers_it() {
+        let own = OwnWrites::default();
+        own.remember_deployment(&key(), deployment("u1", 2));
+        own.deployment_seen(&key(), &deployment("u1", 1));
+        assert_eq!(own.len(), 1, "an older version leaves the write in flight");
+        own.deployment_seen(&key(), &deployment("u1", 2));
+        assert!(own.is_empty());
+    }
+
+    #[test]
+    fn a_platform_write_is_used_while_the_cache_shows_an_older_version() {
+        let own = OwnWrites::default();
+        let mut written = Platform::new("a", Default::default());
+        written.metadata.resource_version = Some("7".into());
+        own.remember_platform(&key(), vec![Some("5".into())], Arc::new(written));
+        let mut cached = Platform::new("a", Default::default());
+        cached.metadata.resource_version = Some("5".into());
+        let seen = own.platform(&key(), Arc::new(cached.clone()));
+        assert_eq!(seen.metadata.resource_version.as_deref(), Some("7"));
+        cached.metadata.resource_version = Some("7".into());
+        let seen = own.platform(&key(), Arc::new(cached));
+        assert_eq!(seen.metadata.resource_version.as_deref(), Some("7"));
+        assert!(own.is_empty());
+    }
+
+    #[test]
+    fn config_hash_overlay_ends_when_the_cache_moves() {
+        let own = OwnWrites::default();
+        own.remember_config_hash(&key(), None, "h2".into());
+        assert_eq!(own.config_hash(&key(), None).as_deref(), Some("h2"));
+        assert_eq!(
+            own.config_hash(&key(), Some("h2".into())).as_deref(),
+            Some("h2")
+        );
+        assert!(own.is_empty());
+    }
+
+    #[test]
+    fn retain_drops_platforms_that_are_gone() {
+        let own = OwnWrites::default();
+        for name in ["a", "b", "c"] {
+            own.remember_deployment(&NodeKey::new("ns", name), deployment(name, 1));
+        }
+        own.retain(|k| k.name == "b");
+        assert_eq!(own.len(), 1);
+    }
+}

@@ -1,0 +1,325 @@
+//! The watch side of the Platform controller: what a raw watch event changes in the shared
+//! tables (topology version, pod index, the operator's writes in flight) and which other
+//! objects it concerns (dependents, dependencies, groups), queued through channels.
+//!
+//! Taps work on raw watch events rather than touched objects: a (re)list queues every object
+//! anyway, so its objects only update the bookkeeping, the topology is rebuilt once when the
+//! list is done (not once per object: that would be quadratic at startup), and what
+//! disappeared during a re-list (no Delete event is delivered for it) is dropped then.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use futures::channel::mpsc;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+
+use crate::crd::{Platform, PlatformGroup};
+use crate::graph::NodeKey;
+use crate::stack::{dependency_keys, key_of};
+
+use super::build::PLATFORM_LABEL;
+use super::context::Context;
+
+/// Fans a platform's relevant changes out to its neighbours and groups, and keeps the topology
+/// version current.
+pub struct PlatformTap {
+    ctx: Arc<Context>,
+    related_tx: mpsc::UnboundedSender<ObjectRef<Platform>>,
+    groups_tx: mpsc::UnboundedSender<ObjectRef<PlatformGroup>>,
+    /// What neighbours react to, per platform, as last seen.
+    seen: HashMap<NodeKey, u64>,
+    /// What shapes the topology, per platform, as last seen.
+    shapes: HashMap<NodeKey, u64>,
+    /// Platforms listed by the re-list under way.
+    relisting: HashSet<NodeKey>,
+}
+
+impl PlatformTap {
+    pub fn new(
+        ctx: Arc<Context>,
+        related_tx: mpsc::UnboundedSender<ObjectRef<Platform>>,
+        groups_tx: mpsc::UnboundedSender<ObjectRef<PlatformGroup>>,
+    ) -> Self {
+        Self {
+            ctx,
+            related_tx,
+            groups_tx,
+            seen: HashMap::new(),
+            shapes: HashMap::new(),
+            relisting: HashSet::new(),
+        }
+    }
+
+    pub fn observe(&mut self, event: &watcher::Event<Platform>) {
+        match event {
+            watcher::Event::Init => self.relisting.clear(),
+            watcher::Event::InitApply(platform) => {
+                let key = key_of(platform);
+                self.shapes.insert(key.clone(), shape_signature(platform));
+                self.seen.insert(key.clone(), neighbour_signature(platform));
+                self.relisting.insert(key);
+            }
+            watcher::Event::InitDone => {
+                let listed = std::mem::take(&mut self.relisting);
+                self.seen.retain(|key, _| listed.contains(key));
+                self.shapes.retain(|key, _| listed.contains(key));
+                self.ctx.platforms_relisted();
+            }
+            watcher::Event::Apply(platform) => {
+                let key = key_of(platform);
+                let (shape, signature) = (shape_signature(platform), neighbour_signature(platform));
+                if self.shapes.insert(key.clone(), shape) != Some(shape) {
+                    self.ctx.topology_changed();
+                }
+                if self.seen.insert(key, signature) != Some(signature) {
+                    self.fan_out(platform);
+                }
+            }
+            watcher::Event::Delete(platform) => {
+                let key = key_of(platform);
+                self.seen.remove(&key);
+                self.shapes.remove(&key);
+                self.ctx.topology_changed();
+                self.ctx.forget(&key);
+                self.fan_out(platform);
+            }
+        }
+        self.ctx
+            .set_tap_entries(self.seen.len().max(self.shapes.len()));
+    }
+
+    fn fan_out(&self, platform: &Platform) {
+        for related in related_platforms(&self.ctx, platform) {
+            let _ = self.related_tx.unbounded_send(related);
+        }
+        for group in groups_of(&self.ctx, platform) {
+            let _ = self.groups_tx.unbounded_send(group);
+        }
+    }
+}
+
+/// Keeps the operator's Deployment writes in flight current: a write the watch delivered is
+/// no longer in flight.
+pub fn observe_deployment(ctx: &Context, event: &watcher::Event<Deployment>) {
+    let key = |d: &Deployment| NodeKey::new(d.namespace().unwrap_or_default(), d.name_any());
+    match event {
+        watcher::Event::Apply(d) | watcher::Event::InitApply(d) => {
+            ctx.own_writes.deployment_seen(&key(d), d);
+        }
+        watcher::Event::Delete(d) => ctx.own_writes.deployment_deleted(&key(d)),
+        watcher::Event::Init | watcher::Event::InitDone => {}
+    }
+}
+
+/// Keeps the pod index current; a re-list rebuilds it from the cache.
+pub fn observe_pod(ctx: &Context, event: &watcher::Event<Pod>) {
+    match event {
+        watcher::Event::Apply(pod) => {
+            if let Some(platform) = platform_of_pod(pod) {
+                ctx.index_pod(platform, &pod.name_any(), true);
+            }
+        }
+        watcher::Event::Delete(pod) => {
+            if let Some(platform) = platform_of_pod(pod) {
+                ctx.index_pod(platform, &pod.name_any(), false);
+            }
+        }
+        watcher::Event::InitDone => ctx.reindex_pods(platform_of_pod),
+        watcher::Event::Init | watcher::Event::InitApply(_) => {}
+    }
+}
+
+/// The platform a pod belongs to, by its label.
+pub fn platform_of_pod(pod: &Pod) -> Option<NodeKey> {
+    let platform = pod.labels().get(PLATFORM_LABEL)?;
+    Some(NodeKey::new(pod.namespace()?, platform.clone()))
+}
+
+/// Keeps the topology current for group changes and queues the members a change concerns:
+/// those selected before it and after it.
+pub struct GroupTap {
+    ctx: Arc<Context>,
+    related_tx: mpsc::UnboundedSender<ObjectRef<Platform>>,
+    /// The generation of each group as last seen (what shapes membership and defaults).
+    generations: HashMap<NodeKey, Option<i64>>,
+    relisting: HashSet<NodeKey>,
+}
+
+impl GroupTap {
+    pub fn new(ctx: Arc<Context>, related_tx: mpsc::UnboundedSender<ObjectRef<Platform>>) -> Self {
+        Self {
+            ctx,
+            related_tx,
+            generations: HashMap::new(),
+            relisting: HashSet::new(),
+        }
+    }
+
+    pub fn observe(&mut self, event: &watcher::Event<PlatformGroup>) {
+        match event {
+            watcher::Event::Init => self.relisting.clear(),
+            watcher::Event::InitApply(group) => {
+                let key = key_of(group);
+                self.generations
+                    .insert(key.clone(), group.metadata.generation);
+                self.relisting.insert(key);
+            }
+            watcher::Event::InitDone => {
+                let listed = std::mem::take(&mut self.relisting);
+                self.generations.retain(|key, _| listed.contains(key));
+                self.ctx.topology_changed();
+            }
+            watcher::Event::Apply(group) => {
+                let key = key_of(group);
+                let shaped = self
+                    .generations
+                    .insert(key.clone(), group.metadata.generation)
+                    != Some(group.metadata.generation);
+                self.queue_members(&key, shaped);
+            }
+            watcher::Event::Delete(group) => {
+                let key = key_of(group);
+                self.generations.remove(&key);
+                self.queue_members(&key, true);
+            }
+        }
+    }
+
+    fn queue_members(&self, group: &NodeKey, shaped: bool) {
+        let mut members = group_members(&self.ctx, group);
+        if shaped {
+            self.ctx.topology_changed();
+            members.extend(group_members(&self.ctx, group));
+        }
+        for member in members {
+            let _ = self
+                .related_tx
+                .unbounded_send(ObjectRef::new(&member.name).within(&member.namespace));
+        }
+    }
+}
+
+/// Members of a group, and the platforms it claims in conflict with another group.
+fn group_members(ctx: &Context, group: &NodeKey) -> BTreeSet<NodeKey> {
+    let topology = ctx.topology();
+    let members = topology.membership.members.get(group).into_iter().flatten();
+    let conflicted = topology
+        .membership
+        .conflicts_of(group)
+        .into_iter()
+        .map(|(k, _)| k);
+    members.cloned().chain(conflicted).collect()
+}
+
+/// The dependents and dependencies of `changed` (and, under a start limit, its fellow group
+/// members waiting for a slot).
+fn related_platforms(ctx: &Context, changed: &Platform) -> Vec<ObjectRef<Platform>> {
+    let key = key_of(changed);
+    let topology = ctx.topology();
+    let graph = &topology.graph;
+    let mut related: BTreeSet<NodeKey> = graph
+        .dependents(&key)
+        .into_iter()
+        .chain(graph.dependencies(&key))
+        .collect();
+    if !graph.contains(&key) {
+        // Deleted: its former dependents still name it.
+        for platform in ctx.stores.platforms.state() {
+            if dependency_keys(&platform).contains(&key) {
+                related.insert(key_of(platform.as_ref()));
+            }
+        }
+        related.extend(dependency_keys(changed));
+    }
+    if let Some(group) = topology.group_of(&key)
+        && group
+            .spec
+            .startup
+            .as_ref()
+            .is_some_and(|s| s.max_concurrent_starts > 0)
+    {
+        related.extend(
+            topology
+                .membership
+                .members
+                .get(&key_of(group.as_ref()))
+                .into_iter()
+                .flatten()
+                .cloned(),
+        );
+    }
+    related.remove(&key);
+    related
+        .into_iter()
+        .map(|k| ObjectRef::new(&k.name).within(&k.namespace))
+        .collect()
+}
+
+/// What a platform's neighbours and groups react to: its spec, labels, deletion, restart
+/// requests, phase and readiness.
+fn neighbour_signature(platform: &Platform) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    platform.metadata.generation.hash(&mut hasher);
+    platform
+        .metadata
+        .deletion_timestamp
+        .is_some()
+        .hash(&mut hasher);
+    platform.metadata.labels.hash(&mut hasher);
+    platform.metadata.annotations.hash(&mut hasher);
+    if let Some(status) = &platform.status {
+        status.phase.hash(&mut hasher);
+        status.ready_replicas.hash(&mut hasher);
+        for condition in &status.conditions {
+            (&condition.type_, &condition.status).hash(&mut hasher);
+        }
+    }
+    hasher.finish()
+}
+
+/// What shapes the topology: identity, the spec (dependencies, desired state), labels and
+/// deletion.
+fn shape_signature(platform: &Platform) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    platform.metadata.uid.hash(&mut hasher);
+    platform.metadata.generation.hash(&mut hasher);
+    platform.metadata.labels.hash(&mut hasher);
+    platform
+        .metadata
+        .deletion_timestamp
+        .is_some()
+        .hash(&mut hasher);
+    hasher.finish()
+}
+
+/// Groups whose status may change with `changed`: those selecting it (even in conflict).
+fn groups_of(ctx: &Context, changed: &Platform) -> Vec<ObjectRef<PlatformGroup>> {
+    let key = key_of(changed);
+    let topology = ctx.topology();
+    let mut groups: BTreeSet<NodeKey> = topology
+        .membership
+        .conflicting_groups(&key)
+        .iter()
+        .cloned()
+        .collect();
+    groups.extend(topology.membership.group_of.get(&key).cloned());
+    if !topology.graph.contains(&key) {
+        // Gone: every group of its namespace may have lost a member.
+        groups.extend(
+            topology
+                .groups
+                .keys()
+                .filter(|g| g.namespace == key.namespace)
+                .cloned(),
+        );
+    }
+    groups
+        .into_iter()
+        .map(|k| ObjectRef::new(&k.name).within(&k.namespace))
+        .collect()
+}
