@@ -1,30 +1,15 @@
-//! The long-running commands: `run`, `sandbox` and `bench startup`.
+//! The long-running command: `run`.
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use clap::{Args, ValueEnum};
-use kube::api::{Api, ListParams, Patch, PatchParams};
-use serde_json::json;
-use tracing_subscriber::EnvFilter;
+use clap::Args;
 
 use platform_operator::api::{self, ApiState};
 use platform_operator::controller::{Operator, OperatorConfig, shutdown_signal};
-use platform_operator::crd::{Phase, Platform};
-use platform_operator::manifest::read_documents;
-use platform_operator::sandbox::bench::{StartupBench, run_startup_bench};
-use platform_operator::sandbox::{Display, DisplayMode, Sandbox, SandboxConfig};
+use platform_operator::logging::{self, LogFormat};
 
 use crate::fail;
-
-#[derive(Clone, Copy, ValueEnum)]
-pub enum LogFormat {
-    Json,
-    Text,
-}
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -38,69 +23,6 @@ pub struct RunArgs {
     probe_addr: SocketAddr,
 }
 
-#[derive(Args)]
-pub struct SandboxArgs {
-    /// Manifest files or directories to load.
-    #[arg(
-        short = 'f',
-        long = "filename",
-        default_value = "deploy/examples/trading-stack.yaml"
-    )]
-    files: Vec<PathBuf>,
-    /// Address of the simulated API server (plain HTTP).
-    #[arg(long, default_value = "127.0.0.1:6443")]
-    kube_addr: SocketAddr,
-    /// Address of the operator's HTTP server (`/healthz`, `/readyz`).
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    api_addr: SocketAddr,
-    /// Where to write the kubeconfig for `kubectl`.
-    #[arg(long, default_value = "./sandbox.kubeconfig")]
-    kubeconfig_out: PathBuf,
-    /// Simulated seconds per real second.
-    #[arg(long, default_value_t = 1.0)]
-    speed: f64,
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
-}
-
-#[derive(Args)]
-pub struct StartupArgs {
-    #[arg(long, default_value_t = 1000)]
-    platforms: usize,
-    #[arg(long, default_value_t = 20)]
-    depth: usize,
-    /// Simulated milliseconds from a pod's start to its readiness.
-    #[arg(long, default_value_t = 1000)]
-    ready_after_ms: u64,
-    /// Dependencies per platform on the previous layer (at most).
-    #[arg(long, default_value_t = 2)]
-    fan_in: usize,
-    #[arg(long, default_value_t = 1.0)]
-    speed: f64,
-    #[arg(long, default_value_t = 7)]
-    seed: u64,
-    /// Also write the report as JSON to this file.
-    #[arg(long)]
-    json: Option<PathBuf>,
-}
-
-fn init_logging(format: LogFormat, default_level: &str) {
-    // kube-runtime logs every reconcile at info; the operator's own audit lines say more.
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new(format!(
-            "{default_level},kube_runtime=warn,kube_client=warn"
-        ))
-    });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
-}
-
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -109,7 +31,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
 }
 
 pub fn run(args: RunArgs) -> ExitCode {
-    init_logging(args.log_format, "info");
+    logging::init(args.log_format, "info");
     let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(code) => return code,
@@ -141,206 +63,4 @@ pub fn run(args: RunArgs) -> ExitCode {
         let _ = probes.await;
         ExitCode::SUCCESS
     })
-}
-
-pub fn sandbox(args: SandboxArgs) -> ExitCode {
-    let live = std::io::stdout().is_terminal();
-    // On a terminal the live table owns the screen: only warnings go to the log.
-    init_logging(args.log_format, if live { "warn" } else { "info" });
-    let runtime = match runtime() {
-        Ok(runtime) => runtime,
-        Err(code) => return code,
-    };
-    runtime.block_on(run_sandbox(args, live))
-}
-
-async fn run_sandbox(args: SandboxArgs, live: bool) -> ExitCode {
-    let config = SandboxConfig {
-        kube_addr: args.kube_addr,
-        speed: args.speed,
-        ..SandboxConfig::default()
-    };
-    let mut sandbox = match Sandbox::start(config).await {
-        Ok(sandbox) => sandbox,
-        Err(error) => return fail(&format!("failed to start the simulated cluster: {error}")),
-    };
-    if let Err(error) = sandbox.cluster.write_kubeconfig(&args.kubeconfig_out) {
-        return fail(&format!(
-            "failed to write {}: {error}",
-            args.kubeconfig_out.display()
-        ));
-    }
-    println!(
-        "Simulated cluster on http://{} (speed {}x).",
-        sandbox.cluster.addr(),
-        args.speed
-    );
-    println!(
-        "Use it with: kubectl --kubeconfig {} get platforms -A",
-        args.kubeconfig_out.display()
-    );
-
-    let loaded = load_manifests(&sandbox, &args.files);
-    println!(
-        "Loaded {loaded} objects. Starting the operator; Ctrl-C stops the stack in reverse order.\n"
-    );
-    let operator = match sandbox.start_operator() {
-        Ok(operator) => operator,
-        Err(error) => return fail(&format!("failed to start the operator: {error}")),
-    };
-    let state = ApiState::of(operator);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(api::serve(args.api_addr, state, async {
-        let _ = stop_rx.await;
-    }));
-    let display = Display::spawn(
-        sandbox.client(),
-        if live {
-            DisplayMode::Live
-        } else {
-            DisplayMode::Lines
-        },
-    );
-
-    shutdown_signal().await;
-    println!("\nStopping the stack in reverse dependency order...");
-    let stopped = stop_everything(&sandbox).await;
-    display.stop();
-    let _ = stop_tx.send(());
-    if let Ok(Err(error)) = server.await {
-        eprintln!(
-            "warning: the HTTP server on {} failed: {error}",
-            args.api_addr
-        );
-    }
-    sandbox.shutdown().await;
-    match stopped {
-        Ok(()) => {
-            println!("All platforms stopped.");
-            ExitCode::SUCCESS
-        }
-        Err(message) => fail(&message),
-    }
-}
-
-/// Loads every document; invalid ones are reported with the API server's causes, the rest load.
-fn load_manifests(sandbox: &Sandbox, files: &[PathBuf]) -> usize {
-    let (documents, errors) = read_documents(files);
-    for error in errors {
-        eprintln!("error: {error}");
-    }
-    let mut loaded = 0;
-    for document in documents {
-        let what = document.describe();
-        match sandbox.cluster.apply_document(document.value) {
-            Ok(_) => loaded += 1,
-            Err(error) => {
-                eprintln!("error: {}: {what}: {}", document.source, error.message);
-                for cause in &error.details.causes {
-                    eprintln!("  - {}: {}", cause.field, cause.message);
-                }
-            }
-        }
-    }
-    loaded
-}
-
-/// Sets every Platform to Stopped (the operator stops them dependents first) and waits until
-/// none has pods left.
-async fn stop_everything(sandbox: &Sandbox) -> Result<(), String> {
-    let api: Api<Platform> = Api::all(sandbox.client());
-    let platforms = api
-        .list(&ListParams::default())
-        .await
-        .map_err(|e| format!("failed to list platforms: {e}"))?;
-    for platform in &platforms.items {
-        let (Some(namespace), Some(name)) = (&platform.metadata.namespace, &platform.metadata.name)
-        else {
-            continue;
-        };
-        let namespaced: Api<Platform> = Api::namespaced(sandbox.client(), namespace);
-        let patch = json!({"spec": {"desiredState": "Stopped"}});
-        let params = PatchParams {
-            field_manager: Some("sandbox".into()),
-            ..Default::default()
-        };
-        namespaced
-            .patch(name, &params, &Patch::Merge(patch))
-            .await
-            .map_err(|e| format!("failed to stop {namespace}/{name}: {e}"))?;
-    }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
-    loop {
-        let current = api
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| format!("failed to list platforms: {e}"))?;
-        let settled = current.items.iter().all(|p| {
-            matches!(
-                p.status.as_ref().and_then(|s| s.phase),
-                Some(Phase::Stopped | Phase::Blocked | Phase::Pending) | None
-            ) && p
-                .status
-                .as_ref()
-                .and_then(|s| s.ready_replicas)
-                .unwrap_or(0)
-                == 0
-        });
-        if settled {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() > deadline {
-            return Err("the stack did not stop within 300 s".into());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-pub fn bench_startup(args: StartupArgs) -> ExitCode {
-    init_logging(LogFormat::Text, "error");
-    let runtime = match runtime() {
-        Ok(runtime) => runtime,
-        Err(code) => return code,
-    };
-    let bench = StartupBench {
-        platforms: args.platforms,
-        depth: args.depth,
-        ready_after: Duration::from_millis(args.ready_after_ms),
-        fan_in: args.fan_in,
-        speed: args.speed,
-        seed: args.seed,
-    };
-    let report = match runtime.block_on(run_startup_bench(&bench)) {
-        Ok(report) => report,
-        Err(error) => return fail(&error.to_string()),
-    };
-    println!(
-        "startup: {} platforms, depth {}: gating latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (target p99 < 50 ms); \
-         converged in {:.0} ms vs critical path {:.0} ms: overhead ratio {:.3} (target < 1.05); \
-         {:.2} operator writes per platform (target ≤ 4), {:.2} events per platform; peak RSS {:.0} MiB (operator and simulator in one process)",
-        report.platforms,
-        report.depth,
-        report.gating_latency_ms_p50,
-        report.gating_latency_ms_p99,
-        report.gating_latency_ms_max,
-        report.converge_ms,
-        report.critical_path_ms,
-        report.overhead_ratio,
-        report.writes_per_platform,
-        report.events_per_platform,
-        report.peak_rss_mb
-    );
-    println!("operator writes by target: {:?}", report.operator_writes);
-    println!("hops p50 (ms): {:?}", report.hops_ms_p50);
-    println!("hops p99 (ms): {:?}", report.hops_ms_p99);
-    if let Some(path) = args.json {
-        let text = match serde_json::to_string_pretty(&report) {
-            Ok(text) => text,
-            Err(error) => return fail(&format!("failed to render the report: {error}")),
-        };
-        if let Err(error) = std::fs::write(&path, text) {
-            return fail(&format!("failed to write {}: {error}", path.display()));
-        }
-    }
-    ExitCode::SUCCESS
 }

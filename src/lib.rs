@@ -4,16 +4,19 @@
 //! The layout follows the architecture:
 //! - [`crd`]: the custom resource types (no logic beyond defaults and validation rules);
 //! - [`graph`]: pure dependency logic (validation, waves, closures, critical path);
-//! - [`sim`]: the simulated Kubernetes API server used by tests and `sandbox`.
+//! - [`controller`]: the reconcilers (observe → decide → build → apply → status);
+//! - [`schema`]: API-server-style validation, shared by `plan` and the simulated cluster.
+//!
+//! The simulated cluster (`crates/sim`) and the sandbox that runs the operator against it
+//! (`crates/sandbox`) are crates of their own; this crate does not depend on them.
 
 pub mod api;
 pub mod controller;
 pub mod crd;
 pub mod fixtures;
 pub mod graph;
+pub mod logging;
 pub mod manifest;
 pub mod plan;
-pub mod sandbox;
 pub mod schema;
-pub mod sim;
 pub mod stack;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use platform_operator::{crd, graph, plan};
+use platform_operator::{crd, plan};
 
 mod commands;
 
@@ -42,35 +42,6 @@ enum Command {
     },
     /// Run the operator against the cluster of the current kube config (or in-cluster).
     Run(commands::RunArgs),
-    /// Start a simulated cluster, load manifests and run the operator against it, live.
-    Sandbox(commands::SandboxArgs),
-    /// Benchmarks (numbers, not pass/fail).
-    Bench {
-        #[command(subcommand)]
-        bench: Bench,
-    },
-}
-
-#[derive(Subcommand)]
-enum Bench {
-    /// Validate and compute the waves of a random DAG.
-    Graph {
-        #[arg(long, default_value_t = 100_000)]
-        platforms: usize,
-        #[arg(long, default_value_t = 300_000)]
-        edges: usize,
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
-        /// Runs; the report shows the best and the median.
-        #[arg(long, default_value_t = 5)]
-        runs: usize,
-        /// Also write the report as JSON to this file.
-        #[arg(long)]
-        json: Option<PathBuf>,
-    },
-    /// Bring up a layered stack in the simulated cluster and measure gating latency,
-    /// convergence against the critical path, writes and memory.
-    Startup(commands::StartupArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -84,10 +55,6 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Crds { out_dir } => write_crds(out_dir),
         Command::Run(args) => commands::run(args),
-        Command::Sandbox(args) => commands::sandbox(args),
-        Command::Bench {
-            bench: Bench::Startup(args),
-        } => commands::bench_startup(args),
         Command::Plan {
             files,
             output,
@@ -106,42 +73,6 @@ fn main() -> ExitCode {
             } else {
                 ExitCode::from(1)
             }
-        }
-        Command::Bench {
-            bench:
-                Bench::Graph {
-                    platforms,
-                    edges,
-                    seed,
-                    runs,
-                    json,
-                },
-        } => {
-            let mut reports: Vec<_> = (0..runs.max(1))
-                .map(|_| graph::bench::run_graph_bench(platforms, edges, seed))
-                .collect();
-            reports.sort_by(|a, b| a.total_ms.total_cmp(&b.total_ms));
-            let best = &reports[0];
-            let median = &reports[reports.len() / 2];
-            println!(
-                "graph: {} platforms, {} edges, {} waves: best {:.1} ms (build {:.1} ms + waves {:.1} ms), median {:.1} ms over {} runs; target < 100 ms",
-                best.platforms,
-                best.edges,
-                best.waves,
-                best.total_ms,
-                best.build_ms,
-                best.waves_ms,
-                median.total_ms,
-                reports.len()
-            );
-            if let Some(path) = json {
-                let document =
-                    serde_json::json!({"best": best, "median": median, "runs": reports.len()});
-                if let Err(error) = std::fs::write(&path, document.to_string()) {
-                    return fail(&format!("failed to write {}: {error}", path.display()));
-                }
-            }
-            ExitCode::SUCCESS
         }
     }
 }

@@ -14,7 +14,7 @@ use serde_json::json;
 
 /// Asserts the stop writes came in reverse chain order and that each platform was scaled down
 /// only after every pod of its dependent was gone.
-fn assert_stopped_in_reverse(writes: &[platform_operator::sim::WriteRecord]) {
+fn assert_stopped_in_reverse(writes: &[pmp_sim::WriteRecord]) {
     let stops = stops(writes);
     let order: Vec<&str> = stops.iter().map(|(_, n)| n.as_str()).collect();
     let expected: Vec<&str> = TRADING.iter().rev().copied().collect();

@@ -13,8 +13,8 @@ use serde_json::Value;
 use platform_operator::controller::FIELD_MANAGER;
 use platform_operator::crd::{Phase, Platform, PlatformGroup};
 use platform_operator::fixtures::{PlatformBuilder, TEST_NAMESPACE, platform};
-use platform_operator::sandbox::{Sandbox, SandboxConfig};
-use platform_operator::sim::{WriteRecord, WriteVerb};
+use platform_sandbox::{Sandbox, SandboxConfig};
+use pmp_sim::{WriteRecord, WriteVerb};
 
 /// Simulated seconds per real second in these tests.
 pub const SPEED: f64 = 20.0;

@@ -1,0 +1,417 @@
+//! `platform-sandbox bench startup`: the operator bringing up a layered stack in the simulated
+//! cluster, measured from the simulator's write history.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use serde::Serialize;
+use serde_json::Value;
+
+use platform_operator::controller::FIELD_MANAGER;
+use platform_operator::crd::Platform;
+use platform_operator::fixtures::{TEST_NAMESPACE, platform};
+use platform_operator::graph::{Graph, NodeInput, NodeKey};
+use pmp_sim::{SimError, WriteRecord};
+
+use crate::{Sandbox, SandboxConfig};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct StartupBench {
+    pub platforms: usize,
+    pub depth: usize,
+    /// Simulated time from a pod's start to its readiness.
+    pub ready_after: Duration,
+    /// Each platform depends on this many platforms of the previous layer (at most).
+    pub fan_in: usize,
+    pub speed: f64,
+    pub seed: u64,
+}
+
+/// The measurements (JSON keys as documented in the README).
+#[derive(Debug, Clone, Serialize)]
+pub struct StartupReport {
+    pub platforms: usize,
+    pub depth: usize,
+    pub gating_latency_ms_p50: f64,
+    pub gating_latency_ms_p99: f64,
+    pub gating_latency_ms_max: f64,
+    pub converge_ms: f64,
+    pub critical_path_ms: f64,
+    pub overhead_ratio: f64,
+    pub writes_per_platform: f64,
+    pub events_per_platform: f64,
+    /// Median time of each hop from a start to the platform's Ready, in milliseconds: the
+    /// operator's scale-up write → pod created (simulated deployment controller) → pod Ready
+    /// (simulated kubelet, includes `ready-after`) → Deployment `readyReplicas` (simulated
+    /// deployment controller) → Platform `Ready` (operator).
+    pub hops_ms_p50: BTreeMap<String, f64>,
+    /// The same hops at the 99th percentile.
+    pub hops_ms_p99: BTreeMap<String, f64>,
+    /// The operator's writes by target (`platforms/status`, `deployments`, ...).
+    pub operator_writes: BTreeMap<String, usize>,
+    pub peak_rss_mb: f64,
+}
+
+/// Why the benchmark could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("failed to start the simulated cluster: {0}")]
+    Sim(#[from] SimError),
+    #[error("failed to create platform {name}: {source}")]
+    Create { name: String, source: kube::Error },
+    #[error("the stack did not converge within {0:?}")]
+    Timeout(Duration),
+}
+
+/// Runs the benchmark once.
+pub async fn run_startup_bench(bench: &StartupBench) -> Result<StartupReport, BenchError> {
+    let mut sandbox = Sandbox::start(SandboxConfig {
+        speed: bench.speed,
+        ..SandboxConfig::default()
+    })
+    .await?;
+    let stack = layered_stack(bench);
+    create_all(&sandbox, &stack, bench.ready_after).await?;
+
+    let begin = Instant::now();
+    sandbox.start_operator()?;
+    let real_critical =
+        Duration::from_secs_f64(bench.ready_after.as_secs_f64() * bench.depth as f64 / bench.speed);
+    let timeout = real_critical * 10 + Duration::from_secs(60);
+    let converged = wait_all_ready(&sandbox, stack.len(), begin, timeout).await;
+    let writes = sandbox.cluster.writes();
+    sandbox.shutdown().await;
+    let converged = converged.ok_or(BenchError::Timeout(timeout))?;
+
+    let graph = Graph::build(
+        stack.iter().map(|(name, deps)| NodeInput {
+            key: NodeKey::new(TEST_NAMESPACE, name.clone()),
+            depends_on: deps
+                .iter()
+                .map(|d| NodeKey::new(TEST_NAMESPACE, d.clone()))
+                .collect(),
+        }),
+        &[],
+    );
+    let critical = graph.critical_path(|_| bench.ready_after);
+    let critical_ms = critical.total.as_secs_f64() * 1000.0 / bench.speed;
+    let converge_ms = converged.as_secs_f64() * 1000.0;
+    let hops = hop_latencies(&writes);
+    let mut latencies = gating_latencies(&writes, &stack);
+    latencies.sort_by(f64::total_cmp);
+    let operator_writes = writes.iter().filter(|w| w.actor == FIELD_MANAGER).count();
+    let mut by_target: BTreeMap<String, usize> = BTreeMap::new();
+    for w in writes.iter().filter(|w| w.actor == FIELD_MANAGER) {
+        let target = match &w.subresource {
+            Some(sub) => format!("{}/{sub}", w.resource.plural),
+            None => w.resource.plural.clone(),
+        };
+        *by_target.entry(target).or_default() += 1;
+    }
+    let events = writes
+        .iter()
+        .filter(|w| w.resource.plural == "events")
+        .count();
+    Ok(StartupReport {
+        platforms: stack.len(),
+        depth: bench.depth,
+        gating_latency_ms_p50: percentile(&latencies, 0.50),
+        gating_latency_ms_p99: percentile(&latencies, 0.99),
+        gating_latency_ms_max: latencies.last().copied().unwrap_or(0.0),
+        converge_ms,
+        critical_path_ms: critical_ms,
+        overhead_ratio: if critical_ms > 0.0 {
+            converge_ms / critical_ms
+        } else {
+            0.0
+        },
+        writes_per_platform: operator_writes as f64 / stack.len().max(1) as f64,
+        events_per_platform: events as f64 / stack.len().max(1) as f64,
+        operator_writes: by_target,
+        hops_ms_p50: hops
+            .iter()
+            .map(|(k, v)| (k.clone(), percentile(v, 0.5)))
+            .collect(),
+        hops_ms_p99: hops
+            .iter()
+            .map(|(k, v)| (k.clone(), percentile(v, 0.99)))
+            .collect(),
+        peak_rss_mb: peak_rss_mb(),
+    })
+}
+
+/// `depth` layers of about `platforms / depth` platforms; each depends on up to `fan_in`
+/// platforms of the layer before (deterministic from the seed).
+fn layered_stack(bench: &StartupBench) -> Vec<(String, Vec<String>)> {
+    let depth = bench.depth.max(1);
+    let mut rng = bench.seed | 1;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut layers: Vec<Vec<String>> = vec![Vec::new(); depth];
+    for i in 0..bench.platforms.max(depth) {
+        layers[i % depth].push(format!("p{:02}-{i:05}", i % depth));
+    }
+    let mut stack = Vec::new();
+    for (level, layer) in layers.iter().enumerate() {
+        for name in layer {
+            let mut deps = Vec::new();
+            if level > 0 {
+                let previous = &layers[level - 1];
+                for _ in 0..bench.fan_in.max(1) {
+                    let pick = previous[(next() % previous.len() as u64) as usize].clone();
+                    if !deps.contains(&pick) {
+                        deps.push(pick);
+                    }
+                }
+            }
+            stack.push((name.clone(), deps));
+        }
+    }
+    stack
+}
+
+async fn create_all(
+    sandbox: &Sandbox,
+    stack: &[(String, Vec<String>)],
+    ready_after: Duration,
+) -> Result<(), BenchError> {
+    let api: Api<Platform> = Api::namespaced(sandbox.client(), TEST_NAMESPACE);
+    let ready_after = format!("{}ms", ready_after.as_millis());
+    let results = futures::stream::iter(stack.iter().map(|(name, deps)| {
+        let api = api.clone();
+        let ready_after = ready_after.clone();
+        async move {
+            let platform = platform(name)
+                .depends_on(deps.iter().map(String::as_str))
+                .pod_annotation("sim.pmp.dev/ready-after", &ready_after)
+                .build();
+            let mut body = serde_json::to_value(&platform).unwrap_or(Value::Null);
+            body["apiVersion"] = "pmp.dev/v1alpha1".into();
+            body["kind"] = "Platform".into();
+            api.patch(
+                name,
+                &PatchParams::apply("bench").force(),
+                &Patch::Apply(body),
+            )
+            .await
+            .map_err(|source| BenchError::Create {
+                name: name.clone(),
+                source,
+            })
+        }
+    }))
+    .buffer_unordered(16)
+    .collect::<Vec<_>>()
+    .await;
+    results
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .map(|_| ())
+}
+
+async fn wait_all_ready(
+    sandbox: &Sandbox,
+    total: usize,
+    begin: Instant,
+    timeout: Duration,
+) -> Option<Duration> {
+    // Reads only the new part of the history each time: the benchmark must not compete with
+    // the operator for CPU.
+    let mut seen = 0;
+    let mut ready: BTreeMap<String, Instant> = BTreeMap::new();
+    loop {
+        let new = sandbox.cluster.store().writes_since(seen);
+        if let Some(last) = new.last() {
+            seen = last.seq;
+        }
+        for (name, at) in first_ready_writes(&new) {
+            ready.entry(name).or_insert(at);
+        }
+        if ready.len() >= total {
+            let last = ready.values().max().copied()?;
+            return Some(last.saturating_duration_since(begin));
+        }
+        if begin.elapsed() > timeout {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// When each platform's Ready condition first became True (status write time).
+fn first_ready_writes(writes: &[WriteRecord]) -> BTreeMap<String, Instant> {
+    let mut ready = BTreeMap::new();
+    for w in writes {
+        if w.resource.plural == "platforms"
+            && w.subresource.as_deref() == Some("status")
+            && is_ready(&w.object)
+        {
+            ready.entry(w.name.clone()).or_insert(w.at);
+        }
+    }
+    ready
+}
+
+fn is_ready(object: &Value) -> bool {
+    object
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|c| {
+            c.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
+}
+
+/// For every platform with dependencies: time from its last dependency's Ready transition to
+/// its own Deployment scale-up write, in milliseconds.
+fn gating_latencies(writes: &[WriteRecord], stack: &[(String, Vec<String>)]) -> Vec<f64> {
+    let ready = first_ready_writes(writes);
+    let mut started: BTreeMap<&str, Instant> = BTreeMap::new();
+    for w in writes {
+        let replicas = w
+            .object
+            .pointer("/spec/replicas")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        if w.actor == FIELD_MANAGER
+            && w.resource.plural == "deployments"
+            && w.subresource.is_none()
+            && replicas > 0
+        {
+            started.entry(w.name.as_str()).or_insert(w.at);
+        }
+    }
+    stack
+        .iter()
+        .filter(|(_, deps)| !deps.is_empty())
+        .filter_map(|(name, deps)| {
+            let last_dependency = deps
+                .iter()
+                .map(|d| ready.get(d))
+                .collect::<Option<Vec<_>>>()?
+                .into_iter()
+                .max()?;
+            let start = started.get(name.as_str())?;
+            Some(
+                start
+                    .saturating_duration_since(*last_dependency)
+                    .as_secs_f64()
+                    * 1000.0,
+            )
+        })
+        .collect()
+}
+
+/// Per platform, the time of each step between its start and its Ready (sorted, per hop).
+fn hop_latencies(writes: &[WriteRecord]) -> BTreeMap<String, Vec<f64>> {
+    let mut marks: BTreeMap<&str, [Option<Instant>; 5]> = BTreeMap::new();
+    for w in writes {
+        let object = &w.object;
+        let (name, step) = match (w.resource.plural.as_str(), w.subresource.as_deref()) {
+            ("deployments", None)
+                if w.actor == FIELD_MANAGER
+                    && object
+                        .pointer("/spec/replicas")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(0)
+                        > 0 =>
+            {
+                (w.name.as_str(), 0)
+            }
+            ("pods", None) if w.verb == pmp_sim::WriteVerb::Create => {
+                let Some(platform) = object
+                    .pointer("/metadata/labels/pmp.dev~1platform")
+                    .and_then(Value::as_str)
+                else {
+                    continue;
+                };
+                (platform, 1)
+            }
+            ("pods", Some("status")) if is_condition_true(object, "Ready") => {
+                let Some(platform) = object
+                    .pointer("/metadata/labels/pmp.dev~1platform")
+                    .and_then(Value::as_str)
+                else {
+                    continue;
+                };
+                (platform, 2)
+            }
+            ("deployments", Some("status"))
+                if object
+                    .pointer("/status/readyReplicas")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0)
+                    > 0 =>
+            {
+                (w.name.as_str(), 3)
+            }
+            ("platforms", Some("status")) if is_ready(object) => (w.name.as_str(), 4),
+            _ => continue,
+        };
+        let slot = &mut marks.entry(name).or_default()[step];
+        if slot.is_none() {
+            *slot = Some(w.at);
+        }
+    }
+    const HOPS: [&str; 4] = [
+        "start_to_pod",
+        "pod_to_ready",
+        "ready_to_deployment",
+        "deployment_to_platform",
+    ];
+    let mut hops: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for steps in marks.values() {
+        for (i, hop) in HOPS.iter().enumerate() {
+            if let (Some(from), Some(to)) = (steps[i], steps[i + 1]) {
+                hops.entry(hop.to_string())
+                    .or_default()
+                    .push(to.saturating_duration_since(from).as_secs_f64() * 1000.0);
+            }
+        }
+    }
+    for values in hops.values_mut() {
+        values.sort_by(f64::total_cmp);
+    }
+    hops
+}
+
+fn is_condition_true(object: &Value, type_: &str) -> bool {
+    object
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|c| {
+            c.iter()
+                .any(|c| c["type"] == type_ && c["status"] == "True")
+        })
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+/// Peak resident memory of this process (operator and simulator together), from
+/// `/proc/self/status`; 0 where that file does not exist.
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}

@@ -1,0 +1,55 @@
+//! The `platform-sandbox` command line: the operator against the simulated cluster.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod commands;
+
+#[derive(Parser)]
+#[command(
+    name = "platform-sandbox",
+    version,
+    about = "Runs platform-operator against a simulated Kubernetes cluster"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start a simulated cluster, load manifests and run the operator against it, live.
+    Sandbox(commands::SandboxArgs),
+    /// Benchmarks (numbers, not pass/fail).
+    Bench {
+        #[command(subcommand)]
+        bench: Bench,
+    },
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// Validate and compute the waves of a random DAG.
+    Graph(commands::GraphArgs),
+    /// Bring up a layered stack in the simulated cluster and measure gating latency,
+    /// convergence against the critical path, writes and memory.
+    Startup(commands::StartupArgs),
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Sandbox(args) => commands::sandbox(args),
+        Command::Bench {
+            bench: Bench::Graph(args),
+        } => commands::bench_graph(args),
+        Command::Bench {
+            bench: Bench::Startup(args),
+        } => commands::bench_startup(args),
+    }
+}
+
+pub(crate) fn fail(message: &str) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(2)
+}
