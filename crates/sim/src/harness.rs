@@ -167,6 +167,7 @@ impl SimCluster {
             faults: faults.clone(),
             auth: Arc::new(RwLock::new(config.auth.clone())),
             bookmark_interval: config.bookmark_interval,
+            requests: Default::default(),
         });
         for ns in &config.namespaces {
             let Some(def) = core.table.find("", "v1", "namespaces") else {
@@ -262,6 +263,11 @@ impl SimCluster {
 
     pub fn clock(&self) -> &SimClock {
         &self.core.clock
+    }
+
+    /// Requests the API server has received so far (any verb, any client).
+    pub fn requests(&self) -> u64 {
+        self.app.requests.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn faults(&self) -> FaultHandle {

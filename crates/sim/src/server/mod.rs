@@ -28,6 +28,8 @@ pub struct App {
     pub faults: FaultHandle,
     pub auth: Arc<RwLock<AuthTable>>,
     pub bookmark_interval: Duration,
+    /// Requests received (any verb), for load measurements.
+    pub requests: std::sync::atomic::AtomicU64,
 }
 
 /// Largest request body accepted; bigger ones get `413`.
@@ -48,6 +50,8 @@ pub fn json_response(status: StatusCode, body: &Value) -> Response {
 }
 
 async fn entry(State(app): State<Arc<App>>, request: Request) -> Response {
+    app.requests
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let user_agent = request
         .headers()
         .get(header::USER_AGENT)

@@ -233,7 +233,7 @@ pub fn watch(app: &Arc<App>, req: &Req, t: &Target<'_>) -> Result<Response, ApiE
 
 /// Sends each line once it is due, in the order received; ends when either side is gone.
 async fn forward_when_due(
-    clock: crate::sim::clock::SimClock,
+    clock: crate::clock::SimClock,
     mut lines: mpsc::UnboundedReceiver<(Timestamp, Bytes)>,
     tx: mpsc::Sender<Bytes>,
 ) {

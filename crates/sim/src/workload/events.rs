@@ -47,8 +47,8 @@ pub struct Recorder {
     component: &'static str,
     host: String,
     /// (object uid, reason, message) → (event namespace, event name, count).
-    seen: HashMap<Key, (String, String, i32)>,
-    serial: u64,
+    seen: std::sync::Mutex<HashMap<Key, (String, String, i32)>>,
+    serial: std::sync::atomic::AtomicU64,
 }
 
 impl Recorder {
@@ -58,13 +58,15 @@ impl Recorder {
             manager,
             component,
             host: host.to_owned(),
-            seen: HashMap::new(),
-            serial: 0,
+            seen: std::sync::Mutex::new(HashMap::new()),
+            serial: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
     /// Records `note` about `object` (`times` occurrences). Failures are logged, never fatal.
-    pub async fn record(&mut self, object: &ObjectReference, note: &Note, times: i32) {
+    /// Safe to call concurrently (for different objects; the same object's notes are recorded
+    /// by one worker at a time).
+    pub async fn record(&self, object: &ObjectReference, note: &Note, times: i32) {
         let uid = object.uid.clone().unwrap_or_default();
         let namespace = object
             .namespace
@@ -75,7 +77,8 @@ impl Recorder {
             field_manager: Some(self.manager.to_owned()),
             ..PatchParams::default()
         };
-        if let Some((ns, name, count)) = self.seen.get(&key).cloned() {
+        let known = self.seen_table().get(&key).cloned();
+        if let Some((ns, name, count)) = known {
             let count = count.saturating_add(times);
             let patch = serde_json::json!({
                 "count": count,
@@ -84,21 +87,24 @@ impl Recorder {
             let api: Api<Event> = Api::namespaced(self.client.clone(), &ns);
             match api.patch(&name, &fields, &Patch::Merge(&patch)).await {
                 Ok(_) => {
-                    self.seen.insert(key, (ns, name, count));
+                    self.seen_table().insert(key, (ns, name, count));
                     return;
                 }
                 Err(error) => {
                     tracing::debug!(%error, event = %name, "failed to update a simulated event");
-                    self.seen.remove(&key);
+                    self.seen_table().remove(&key);
                 }
             }
         }
-        self.serial += 1;
+        let serial = self
+            .serial
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
         let name = format!(
             "{}.{:x}{:04x}",
             object.name.as_deref().unwrap_or("object"),
             note.at.as_nanosecond(),
-            self.serial & 0xffff
+            serial & 0xffff
         );
         let mut involved = object.clone();
         if let Some(container) = &note.container {
@@ -132,15 +138,19 @@ impl Recorder {
         };
         match api.create(&params, &event).await {
             Ok(_) => {
-                self.seen.insert(key, (namespace, name, times));
+                self.seen_table().insert(key, (namespace, name, times));
             }
             Err(error) => tracing::debug!(%error, "failed to create a simulated event"),
         }
     }
 
     /// Forgets the aggregation state of an object that is gone.
-    pub fn forget(&mut self, uid: &str) {
-        self.seen.retain(|(object, _, _), _| object != uid);
+    pub fn forget(&self, uid: &str) {
+        self.seen_table().retain(|(object, _, _), _| object != uid);
+    }
+
+    fn seen_table(&self) -> std::sync::MutexGuard<'_, HashMap<Key, (String, String, i32)>> {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

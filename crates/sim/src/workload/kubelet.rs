@@ -5,7 +5,10 @@
 //! until the earliest scripted transition or the next watch event.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use futures::StreamExt;
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
@@ -35,13 +38,18 @@ pub(super) struct Kubelet {
     host_ip: String,
     usage_sink: Option<UsageSink>,
     recorder: Recorder,
-    /// Per pod uid.
-    pods: HashMap<String, PodMemory>,
-    next_ip: u32,
+    /// Per pod uid. Never held across an await: pods are synced concurrently.
+    pods: Mutex<HashMap<String, PodMemory>>,
+    next_ip: AtomicU32,
 }
+
+/// Pods synced at once, as a real kubelet runs one worker per pod: a burst of pods due at the
+/// same instant must not queue behind each other's API writes.
+const POD_WORKERS: usize = 64;
 
 /// What the kubelet remembers of a pod between passes (all of it can be rebuilt from the pod).
 struct PodMemory {
+    uid: String,
     admitted: Timestamp,
     pod_ip: String,
     /// Events were emitted for happenings up to this time.
@@ -71,12 +79,16 @@ impl Kubelet {
             host_ip,
             usage_sink,
             recorder,
-            pods: HashMap::new(),
-            next_ip: 0,
+            pods: Mutex::new(HashMap::new()),
+            next_ip: AtomicU32::new(0),
         }
     }
 
-    pub(super) async fn run(mut self, mut stop: watch::Receiver<bool>) {
+    fn memory(&self) -> MutexGuard<'_, HashMap<String, PodMemory>> {
+        self.pods.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) async fn run(self, mut stop: watch::Receiver<bool>) {
         let wake = Arc::new(Notify::new());
         let (store, watch_task) = cache(Api::<Pod>::all(self.client.clone()), wake.clone());
         tokio::select! {
@@ -95,16 +107,18 @@ impl Kubelet {
             }
         }
         watch_task.abort();
-        for memory in self.pods.values() {
+        for memory in self.memory().values() {
             report(&self.usage_sink, &memory.namespace, &memory.name, None);
         }
     }
 
-    /// Syncs every pod once; returns the earliest next transition.
-    async fn pass(&mut self, store: &Store<Pod>) -> Option<Timestamp> {
+    /// Syncs every pod once (those with work, concurrently); returns the earliest next
+    /// transition.
+    async fn pass(&self, store: &Store<Pod>) -> Option<Timestamp> {
         let now = self.clock.now();
         let mut next: Option<Timestamp> = None;
         let mut present = HashSet::new();
+        let mut work = Vec::new();
         for pod in store.state() {
             let bound_elsewhere = pod
                 .spec
@@ -118,49 +132,55 @@ impl Kubelet {
                 continue;
             }
             present.insert(uid.clone());
-            let unchanged =
-                self.pods
-                    .get(&uid)
-                    .and_then(|m| m.synced.clone())
-                    .and_then(|(version, due)| {
-                        (version == pod.metadata.resource_version && due.is_none_or(|at| at > now))
-                            .then_some(due)
-                    });
-            let due = match unchanged {
-                Some(due) => due,
-                None => {
-                    let due = self.sync(&pod, &uid, now).await;
-                    if let Some(memory) = self.pods.get_mut(&uid) {
-                        memory.synced = Some((pod.metadata.resource_version.clone(), due));
-                    }
-                    due
-                }
-            };
-            if let Some(at) = due {
-                next = Some(next.map_or(at, |n| n.min(at)));
+            let unchanged = self
+                .memory()
+                .get(&uid)
+                .and_then(|m| m.synced.clone())
+                .and_then(|(version, due)| {
+                    (version == pod.metadata.resource_version && due.is_none_or(|at| at > now))
+                        .then_some(due)
+                });
+            match unchanged {
+                Some(due) => next = earliest(next, due),
+                None => work.push((pod, uid)),
             }
         }
-        let gone: Vec<String> = self
-            .pods
-            .keys()
-            .filter(|uid| !present.contains(*uid))
-            .cloned()
-            .collect();
-        for uid in gone {
-            if let Some(memory) = self.pods.remove(&uid)
-                && memory.last_usage.is_some()
-            {
+        let dues: Vec<Option<Timestamp>> = futures::stream::iter(work)
+            .map(|(pod, uid)| async move {
+                let due = self.sync(&pod, &uid, now).await;
+                if let Some(memory) = self.memory().get_mut(&uid) {
+                    memory.synced = Some((pod.metadata.resource_version.clone(), due));
+                }
+                due
+            })
+            .buffer_unordered(POD_WORKERS)
+            .collect()
+            .await;
+        for due in dues {
+            next = earliest(next, due);
+        }
+        let gone: Vec<PodMemory> = {
+            let mut pods = self.memory();
+            let uids: Vec<String> = pods
+                .keys()
+                .filter(|uid| !present.contains(*uid))
+                .cloned()
+                .collect();
+            uids.iter().filter_map(|uid| pods.remove(uid)).collect()
+        };
+        for memory in gone {
+            if memory.last_usage.is_some() {
                 report(&self.usage_sink, &memory.namespace, &memory.name, None);
             }
-            self.recorder.forget(&uid);
+            self.recorder.forget(&memory.uid);
         }
         next
     }
 
-    async fn sync(&mut self, pod: &Pod, uid: &str, now: Timestamp) -> Option<Timestamp> {
+    async fn sync(&self, pod: &Pod, uid: &str, now: Timestamp) -> Option<Timestamp> {
         let namespace = pod.metadata.namespace.clone().unwrap_or_default();
         let name = pod.metadata.name.clone().unwrap_or_default();
-        let first_sight = !self.pods.contains_key(uid);
+        let first_sight = !self.memory().contains_key(uid);
         let probe_period = pod
             .spec
             .as_ref()
@@ -186,9 +206,10 @@ impl Kubelet {
             // A pod that already has a start time was admitted by an earlier kubelet, which
             // also reported its past: only what happens from now on gets events.
             let emitted_through = status.and_then(|s| s.start_time.as_ref()).map(|_| now);
-            self.pods.insert(
+            self.memory().insert(
                 uid.to_owned(),
                 PodMemory {
+                    uid: uid.to_owned(),
                     admitted,
                     pod_ip,
                     emitted_through,
@@ -211,24 +232,32 @@ impl Kubelet {
                 self.recorder.record(&object, &note, 1).await;
             }
         }
-        let memory = self.pods.get(uid)?;
+        let (admitted, emitted_through, pod_ip, removal_requested) = {
+            let pods = self.memory();
+            let memory = pods.get(uid)?;
+            (
+                memory.admitted,
+                memory.emitted_through,
+                memory.pod_ip.clone(),
+                memory.removal_requested,
+            )
+        };
         let anchors = Anchors {
-            admitted: memory.admitted,
+            admitted,
             stopping: stopping(pod),
         };
-        let (snapshot, happenings) = simulate(&script, anchors, now, memory.emitted_through);
+        let (snapshot, happenings) = simulate(&script, anchors, now, emitted_through);
         let placement = Placement {
             host_ip: self.host_ip.clone(),
-            pod_ip: memory.pod_ip.clone(),
+            pod_ip,
         };
-        let removal_requested = memory.removal_requested;
 
         // Events.
         let object = reference(pod);
         for (note, times) in aggregate(notes(pod, &happenings, &self.node_name)) {
             self.recorder.record(&object, &note, times).await;
         }
-        if let Some(memory) = self.pods.get_mut(uid) {
+        if let Some(memory) = self.memory().get_mut(uid) {
             memory.emitted_through = Some(now);
         }
 
@@ -253,7 +282,7 @@ impl Kubelet {
 
         // Usage.
         let usage = usage(&script, &snapshot, now);
-        if let Some(memory) = self.pods.get_mut(uid)
+        if let Some(memory) = self.memory().get_mut(uid)
             && usage.is_some()
             && memory.last_usage != usage
         {
@@ -282,7 +311,7 @@ impl Kubelet {
                     return Some(add(now, std::time::Duration::from_secs(1)));
                 }
             }
-            if let Some(memory) = self.pods.get_mut(uid) {
+            if let Some(memory) = self.memory().get_mut(uid) {
                 memory.removal_requested = true;
             }
             return None;
@@ -294,14 +323,20 @@ impl Kubelet {
         snapshot.next_transition
     }
 
-    fn allocate_ip(&mut self) -> String {
-        self.next_ip += 1;
-        let n = self.next_ip;
+    fn allocate_ip(&self) -> String {
+        let n = self.next_ip.fetch_add(1, Ordering::Relaxed) + 1;
         format!("10.244.{}.{}", (n / 250) % 256, n % 250 + 2)
     }
 }
 
 /// The deletion in progress, from `deletionTimestamp` and `deletionGracePeriodSeconds`.
+fn earliest(next: Option<Timestamp>, due: Option<Timestamp>) -> Option<Timestamp> {
+    match (next, due) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 fn stopping(pod: &Pod) -> Option<Stopping> {
     let deadline = pod.metadata.deletion_timestamp.as_ref()?.0;
     let grace = pod
