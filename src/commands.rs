@@ -6,7 +6,10 @@ use std::process::ExitCode;
 use clap::Args;
 
 use platform_operator::api::{self, ApiState};
-use platform_operator::controller::{Operator, OperatorConfig, shutdown_signal};
+use platform_operator::client::{RateLimit, throttled_client};
+use platform_operator::controller::{
+    DEFAULT_CONCURRENCY, Operator, OperatorConfig, shutdown_signal,
+};
 use platform_operator::logging::{self, LogFormat};
 
 use crate::fail;
@@ -21,6 +24,16 @@ pub struct RunArgs {
     /// Address of the probe endpoints (`/healthz`, `/readyz`).
     #[arg(long, default_value = "0.0.0.0:8081")]
     probe_addr: SocketAddr,
+    /// Reconciles at once per controller (0: unlimited).
+    #[arg(long, default_value_t = DEFAULT_CONCURRENCY)]
+    concurrency: u16,
+    /// Requests per second to the API server, refilled into a bucket of `--kube-burst`
+    /// (as client-go's QPS); 0 disables the limit.
+    #[arg(long, default_value_t = RateLimit::DEFAULT.qps)]
+    kube_qps: f64,
+    /// Requests that may be sent at once before `--kube-qps` paces them.
+    #[arg(long, default_value_t = RateLimit::DEFAULT.burst)]
+    kube_burst: u32,
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
@@ -37,13 +50,27 @@ pub fn run(args: RunArgs) -> ExitCode {
         Err(code) => return code,
     };
     runtime.block_on(async move {
-        let client = match kube::Client::try_default().await {
-            Ok(client) => client,
-            Err(error) => return fail(&format!("failed to connect to Kubernetes: {error}")),
+        let limit = RateLimit {
+            qps: args.kube_qps,
+            burst: args.kube_burst,
         };
+        let client = match kube::Config::infer().await {
+            Ok(config) => match throttled_client(config, limit) {
+                Ok(client) => client,
+                Err(error) => return fail(&format!("failed to build the kube client: {error}")),
+            },
+            Err(error) => return fail(&format!("failed to load the kube config: {error}")),
+        };
+        tracing::info!(
+            qps = limit.qps,
+            burst = limit.burst,
+            concurrency = args.concurrency,
+            "client limits"
+        );
         let config = OperatorConfig {
             namespace: args.namespace,
             instance: std::env::var("POD_NAME").ok(),
+            concurrency: args.concurrency,
             ..OperatorConfig::default()
         };
         let operator = Operator::start(client, config);

@@ -4,13 +4,15 @@
 //! The layout follows the architecture:
 //! - [`crd`]: the custom resource types (no logic beyond defaults and validation rules);
 //! - [`graph`]: pure dependency logic (validation, waves, closures, critical path);
-//! - [`controller`]: the reconcilers (observe → decide → build → apply → status);
+//! - [`controller`]: the reconcilers (observe → plan (pure) → execute);
+//! - [`client`]: the kube client with a client-side rate limit (QPS and burst);
 //! - [`schema`]: API-server-style validation, shared by `plan` and the simulated cluster.
 //!
 //! The simulated cluster (`crates/sim`) and the sandbox that runs the operator against it
 //! (`crates/sandbox`) are crates of their own; this crate does not depend on them.
 
 pub mod api;
+pub mod client;
 pub mod controller;
 pub mod crd;
 pub mod fixtures;
