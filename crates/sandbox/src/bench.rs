@@ -1,5 +1,11 @@
 //! `platform-sandbox bench startup`: the operator bringing up a layered stack in the simulated
-//! cluster, measured from the simulator's write history.
+//! cluster, measured from the simulator's write history. By default the operator is the
+//! `platform-operator` binary in a process of its own (so that its memory, CPU and connections
+//! are measured alone); `--in-process` runs it inside the benchmark instead.
+
+mod process;
+
+pub use process::{OperatorProcess, ProcessSamples};
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -29,6 +35,9 @@ pub struct StartupBench {
     pub fan_in: usize,
     pub speed: f64,
     pub seed: u64,
+    /// The operator as a process of its own (real time: the simulator runs at speed 1), or
+    /// `None` for the operator inside the benchmark's process.
+    pub operator: Option<OperatorProcess>,
 }
 
 /// The measurements (JSON keys as documented in the README).
@@ -42,7 +51,12 @@ pub struct StartupReport {
     pub converge_ms: f64,
     pub critical_path_ms: f64,
     pub overhead_ratio: f64,
+    /// (critical path + the operator's own hops along the critical chain) / critical path:
+    /// what the operator adds, without the simulated workloads' share.
+    pub operator_overhead_ratio: f64,
     pub writes_per_platform: f64,
+    /// Operator writes in the 3 s after the last platform was Ready (should be 0).
+    pub steady_state_writes: usize,
     pub events_per_platform: f64,
     /// Median time of each hop from a start to the platform's Ready, in milliseconds: the
     /// operator's scale-up write → pod created (simulated deployment controller) → pod Ready
@@ -53,7 +67,19 @@ pub struct StartupReport {
     pub hops_ms_p99: BTreeMap<String, f64>,
     /// The operator's writes by target (`platforms/status`, `deployments`, ...).
     pub operator_writes: BTreeMap<String, usize>,
+    /// Peak RSS of the benchmark process (with `--in-process`: operator and simulator).
     pub peak_rss_mb: f64,
+    /// `process` or `in-process`.
+    pub operator_mode: String,
+    /// The operator process alone (not measured in-process).
+    pub operator_peak_rss_mb: Option<f64>,
+    pub operator_cpu_seconds: Option<f64>,
+    pub operator_peak_sockets: Option<usize>,
+    /// Most API requests in one second (all clients).
+    pub api_requests_per_second_peak: Option<f64>,
+    pub kube_qps: Option<f64>,
+    pub kube_burst: Option<u32>,
+    pub concurrency: Option<u16>,
 }
 
 /// Why the benchmark could not run.
@@ -65,12 +91,19 @@ pub enum BenchError {
     Create { name: String, source: kube::Error },
     #[error("the stack did not converge within {0:?}")]
     Timeout(Duration),
+    #[error("failed to start the operator process: {0}")]
+    Operator(std::io::Error),
 }
 
 /// Runs the benchmark once.
 pub async fn run_startup_bench(bench: &StartupBench) -> Result<StartupReport, BenchError> {
+    let speed = if bench.operator.is_some() {
+        1.0
+    } else {
+        bench.speed
+    };
     let mut sandbox = Sandbox::start(SandboxConfig {
-        speed: bench.speed,
+        speed,
         ..SandboxConfig::default()
     })
     .await?;
@@ -78,12 +111,31 @@ pub async fn run_startup_bench(bench: &StartupBench) -> Result<StartupReport, Be
     create_all(&sandbox, &stack, bench.ready_after).await?;
 
     let begin = Instant::now();
-    sandbox.start_operator()?;
+    let mut running = match &bench.operator {
+        Some(operator) => Some(spawn_operator(&sandbox, operator)?),
+        None => {
+            sandbox.start_operator()?;
+            None
+        }
+    };
     let real_critical =
-        Duration::from_secs_f64(bench.ready_after.as_secs_f64() * bench.depth as f64 / bench.speed);
+        Duration::from_secs_f64(bench.ready_after.as_secs_f64() * bench.depth as f64 / speed);
     let timeout = real_critical * 10 + Duration::from_secs(60);
     let converged = wait_all_ready(&sandbox, stack.len(), begin, timeout).await;
+    let settled_from = sandbox.cluster.writes().last().map_or(0, |w| w.seq);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let steady_state_writes = sandbox
+        .cluster
+        .store()
+        .writes_since(settled_from)
+        .iter()
+        .filter(|w| w.actor == FIELD_MANAGER)
+        .count();
     let writes = sandbox.cluster.writes();
+    let samples = match running.take() {
+        Some(running) => Some(running.stop().await),
+        None => None,
+    };
     sandbox.shutdown().await;
     let converged = converged.ok_or(BenchError::Timeout(timeout))?;
 
@@ -98,7 +150,8 @@ pub async fn run_startup_bench(bench: &StartupBench) -> Result<StartupReport, Be
         &[],
     );
     let critical = graph.critical_path(|_| bench.ready_after);
-    let critical_ms = critical.total.as_secs_f64() * 1000.0 / bench.speed;
+    let critical_ms = critical.total.as_secs_f64() * 1000.0 / speed;
+    let operator_hops_ms = operator_hops_on(&critical.chain, &writes, &stack);
     let converge_ms = converged.as_secs_f64() * 1000.0;
     let hops = hop_latencies(&writes);
     let mut latencies = gating_latencies(&writes, &stack);
@@ -129,6 +182,12 @@ pub async fn run_startup_bench(bench: &StartupBench) -> Result<StartupReport, Be
         } else {
             0.0
         },
+        operator_overhead_ratio: if critical_ms > 0.0 {
+            (critical_ms + operator_hops_ms) / critical_ms
+        } else {
+            0.0
+        },
+        steady_state_writes,
         writes_per_platform: operator_writes as f64 / stack.len().max(1) as f64,
         events_per_platform: events as f64 / stack.len().max(1) as f64,
         operator_writes: by_target,
@@ -141,7 +200,85 @@ pub async fn run_startup_bench(bench: &StartupBench) -> Result<StartupReport, Be
             .map(|(k, v)| (k.clone(), percentile(v, 0.99)))
             .collect(),
         peak_rss_mb: peak_rss_mb(),
+        operator_mode: if bench.operator.is_some() {
+            "process"
+        } else {
+            "in-process"
+        }
+        .into(),
+        operator_peak_rss_mb: samples.as_ref().map(|s| s.peak_rss_mb),
+        operator_cpu_seconds: samples.as_ref().map(|s| s.cpu_seconds),
+        operator_peak_sockets: samples.as_ref().map(|s| s.peak_sockets),
+        api_requests_per_second_peak: samples.as_ref().map(|s| s.peak_requests_per_second),
+        kube_qps: bench.operator.as_ref().map(|o| o.kube_qps),
+        kube_burst: bench.operator.as_ref().map(|o| o.kube_burst),
+        concurrency: bench.operator.as_ref().map(|o| o.concurrency),
     })
+}
+
+/// The operator process and its sampler.
+struct RunningOperator {
+    child: std::process::Child,
+    sampler: process::Sampler,
+}
+
+impl RunningOperator {
+    async fn stop(mut self) -> ProcessSamples {
+        let samples = self.sampler.finish().await;
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        samples
+    }
+}
+
+fn spawn_operator(
+    sandbox: &Sandbox,
+    operator: &OperatorProcess,
+) -> Result<RunningOperator, BenchError> {
+    let dir = std::env::temp_dir();
+    let kubeconfig = dir.join(format!("pmp-bench-{}.kubeconfig", std::process::id()));
+    let log = dir.join(format!("pmp-bench-{}.operator.log", std::process::id()));
+    sandbox
+        .cluster
+        .write_kubeconfig(&kubeconfig)
+        .map_err(BenchError::Operator)?;
+    let child = operator
+        .spawn(&kubeconfig, &log)
+        .map_err(BenchError::Operator)?;
+    let requests = sandbox.cluster.request_counter();
+    let sampler = process::Sampler::start(child.id(), move || requests());
+    Ok(RunningOperator { child, sampler })
+}
+
+/// The operator's own time along `chain`, in milliseconds: for each platform, from its last
+/// dependency's Ready to its Deployment scale-up (gating), and from its Deployment's
+/// `readyReplicas` to its own Ready (reporting).
+fn operator_hops_on(
+    chain: &[NodeKey],
+    writes: &[WriteRecord],
+    stack: &[(String, Vec<String>)],
+) -> f64 {
+    let marks = hop_marks(writes);
+    let ready = first_ready_writes(writes);
+    let deps: BTreeMap<&str, &Vec<String>> =
+        stack.iter().map(|(n, d)| (n.as_str(), d)).collect();
+    let ms = |from: Instant, to: Instant| to.saturating_duration_since(from).as_secs_f64() * 1000.0;
+    chain
+        .iter()
+        .map(|key| {
+            let name = key.name.as_str();
+            let Some(steps) = marks.get(name) else {
+                return 0.0;
+            };
+            let gating = deps
+                .get(name)
+                .and_then(|d| d.iter().filter_map(|d| ready.get(d)).max())
+                .zip(steps[0])
+                .map_or(0.0, |(from, to)| ms(*from, to));
+            let reporting = steps[3].zip(steps[4]).map_or(0.0, |(from, to)| ms(from, to));
+            gating + reporting
+        })
+        .sum()
 }
 
 /// `depth` layers of about `platforms / depth` platforms; each depends on up to `fan_in`
@@ -312,6 +449,32 @@ fn gating_latencies(writes: &[WriteRecord], stack: &[(String, Vec<String>)]) -> 
 
 /// Per platform, the time of each step between its start and its Ready (sorted, per hop).
 fn hop_latencies(writes: &[WriteRecord]) -> BTreeMap<String, Vec<f64>> {
+    let marks = hop_marks(writes);
+    const HOPS: [&str; 4] = [
+        "start_to_pod",
+        "pod_to_ready",
+        "ready_to_deployment",
+        "deployment_to_platform",
+    ];
+    let mut hops: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for steps in marks.values() {
+        for (i, hop) in HOPS.iter().enumerate() {
+            if let (Some(from), Some(to)) = (steps[i], steps[i + 1]) {
+                hops.entry(hop.to_string())
+                    .or_default()
+                    .push(to.saturating_duration_since(from).as_secs_f64() * 1000.0);
+            }
+        }
+    }
+    for values in hops.values_mut() {
+        values.sort_by(f64::total_cmp);
+    }
+    hops
+}
+
+/// Per platform, when it passed each step: its Deployment's scale-up by the operator, its
+/// first pod created, a pod Ready, its Deployment's `readyReplicas`, its own Ready.
+fn hop_marks(writes: &[WriteRecord]) -> BTreeMap<&str, [Option<Instant>; 5]> {
     let mut marks: BTreeMap<&str, [Option<Instant>; 5]> = BTreeMap::new();
     for w in writes {
         let object = &w.object;
@@ -361,26 +524,7 @@ fn hop_latencies(writes: &[WriteRecord]) -> BTreeMap<String, Vec<f64>> {
             *slot = Some(w.at);
         }
     }
-    const HOPS: [&str; 4] = [
-        "start_to_pod",
-        "pod_to_ready",
-        "ready_to_deployment",
-        "deployment_to_platform",
-    ];
-    let mut hops: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    for steps in marks.values() {
-        for (i, hop) in HOPS.iter().enumerate() {
-            if let (Some(from), Some(to)) = (steps[i], steps[i + 1]) {
-                hops.entry(hop.to_string())
-                    .or_default()
-                    .push(to.saturating_duration_since(from).as_secs_f64() * 1000.0);
-            }
-        }
-    }
-    for values in hops.values_mut() {
-        values.sort_by(f64::total_cmp);
-    }
-    hops
+    marks
 }
 
 fn is_condition_true(object: &Value, type_: &str) -> bool {

@@ -270,6 +270,12 @@ impl SimCluster {
         self.app.requests.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// A reader of [`SimCluster::requests`] that can move into another task.
+    pub fn request_counter(&self) -> impl Fn() -> u64 + Send + Sync + 'static {
+        let app = self.app.clone();
+        move || app.requests.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub fn faults(&self) -> FaultHandle {
         self.app.faults.clone()
     }
