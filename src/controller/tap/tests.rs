@@ -5,7 +5,7 @@ use kube::runtime::reflector::{self, store::Writer};
 
 use super::*;
 use crate::controller::clock::SystemClock;
-use crate::controller::context::Stores;
+use crate::controller::context::{Stores, TableSizes};
 use crate::controller::events::EventQueue;
 use crate::crd::{Phase, PlatformStatus};
 use crate::fixtures::{PlatformBuilder, TEST_NAMESPACE, group, platform};
@@ -312,4 +312,78 @@ fn pods_belong_to_the_platform_their_label_names() {
     );
     pod.metadata.namespace = None;
     assert_eq!(platform_of_pod(&pod), None, "no namespace, no platform");
+}
+
+#[tokio::test]
+async fn a_thousand_platforms_deleted_behind_a_relist_leave_every_table_empty() {
+    let platforms: Vec<Platform> = (0..1000)
+        .map(|i| seen(platform(&format!("p{i:04}"))))
+        .collect();
+    let pods: Vec<Pod> = platforms
+        .iter()
+        .map(|p| {
+            let mut pod = Pod::default();
+            pod.metadata.name = Some(format!("{}-pod", p.name_any()));
+            pod.metadata.namespace = Some(TEST_NAMESPACE.into());
+            pod.metadata.labels = Some([(PLATFORM_LABEL.to_string(), p.name_any())].into());
+            pod
+        })
+        .collect();
+    let (platform_store, mut platform_writer) = reflector::store::<Platform>();
+    let (pod_store, mut pod_writer) = reflector::store::<Pod>();
+    let stores = Stores {
+        platforms: platform_store,
+        groups: reflector::store::<PlatformGroup>().0,
+        deployments: reflector::store::<Deployment>().0,
+        configmaps: reflector::store::<ConfigMap>().0,
+        pods: pod_store,
+    };
+    let config = kube::Config::new("http://127.0.0.1:9".parse().expect("url"));
+    let client = kube::Client::try_from(config).expect("client");
+    let (events, _) = EventQueue::new();
+    let ctx = Arc::new(Context::new(client, stores, events, Arc::new(SystemClock)));
+    let mut h = Harness::new(&ctx);
+
+    // The first list, then what the operator keeps about each platform.
+    let list = |writer: &mut Writer<Platform>, h: &mut Harness, items: &[Platform]| {
+        for event in std::iter::once(watcher::Event::Init)
+            .chain(items.iter().cloned().map(watcher::Event::InitApply))
+            .chain(std::iter::once(watcher::Event::InitDone))
+        {
+            writer.apply_watcher_event(&event);
+            h.tap.observe(&event);
+        }
+    };
+    list(&mut platform_writer, &mut h, &platforms);
+    for event in std::iter::once(watcher::Event::Init)
+        .chain(pods.iter().cloned().map(watcher::Event::InitApply))
+        .chain(std::iter::once(watcher::Event::InitDone))
+    {
+        pod_writer.apply_watcher_event(&event);
+        observe_pod(&ctx, &event);
+    }
+    let stack = NodeKey::new(TEST_NAMESPACE, "stack");
+    for p in &platforms {
+        let key = key_of(p);
+        let mut written = Deployment::default();
+        written.metadata.uid = Some(format!("d-{}", key.name));
+        written.metadata.generation = Some(1);
+        ctx.own_writes.remember_deployment(&key, written);
+        assert!(ctx.claim_slot(&stack, &key, 0, &Default::default()));
+    }
+    let full = ctx.table_sizes();
+    assert_eq!(
+        (full.tap_signatures, full.pod_index, full.own_writes, full.start_slots),
+        (1000, 1000, 1000, 1000)
+    );
+
+    // All of them (and their pods) are deleted while the watches are down; the re-lists find
+    // nothing and deliver no Delete events.
+    list(&mut platform_writer, &mut h, &[]);
+    for event in [watcher::Event::Init, watcher::Event::InitDone] {
+        pod_writer.apply_watcher_event(&event);
+        observe_pod(&ctx, &event);
+    }
+    assert_eq!(ctx.table_sizes(), TableSizes::default());
+    assert_eq!(h.tables(), (Vec::new(), Vec::new()));
 }
