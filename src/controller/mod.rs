@@ -34,6 +34,7 @@ mod run;
 pub mod status;
 pub mod stopping;
 mod tap;
+mod trim;
 
 pub use clock::{Clock, SystemClock};
 pub use context::{Context, Stores, TableSizes, Topology};

@@ -100,16 +100,15 @@ impl OwnWrites {
         cached
     }
 
-    pub fn remember_platform(
-        &self,
-        key: &NodeKey,
-        older: Vec<Option<String>>,
-        written: Arc<Platform>,
-    ) {
-        self.lock().entry(key.clone()).or_default().platform = Some((older, written));
+    pub fn remember_platform(&self, key: &NodeKey, older: Vec<Option<String>>, written: Platform) {
+        let mut written = written;
+        super::trim::platform(&mut written);
+        self.lock().entry(key.clone()).or_default().platform = Some((older, Arc::new(written)));
     }
 
     pub fn remember_deployment(&self, key: &NodeKey, written: Deployment) {
+        let mut written = written;
+        super::trim::deployment(&mut written);
         self.lock().entry(key.clone()).or_default().deployment = Some(Arc::new(written));
     }
 
@@ -230,7 +229,7 @@ mod tests {
         let own = OwnWrites::default();
         let mut written = Platform::new("a", Default::default());
         written.metadata.resource_version = Some("7".into());
-        own.remember_platform(&key(), vec![Some("5".into())], Arc::new(written));
+        own.remember_platform(&key(), vec![Some("5".into())], written);
         let mut cached = Platform::new("a", Default::default());
         cached.metadata.resource_version = Some("5".into());
         let seen = own.platform(&key(), Arc::new(cached.clone()));

@@ -62,11 +62,11 @@ async fn execute(ctx: &Context, observed: &Observed, plan: Plan) -> Result<Reque
 
     let platform = &observed.platform;
     let mut versions = vec![platform.metadata.resource_version.clone()];
-    let mut latest = Arc::new(platform.clone());
+    let mut latest = platform.clone();
     if plan.finalizer == Some(FinalizerChange::Add)
         && let Some(updated) = change_finalizer(ctx, &latest, FinalizerChange::Add).await?
     {
-        latest = Arc::new(updated);
+        latest = updated;
         ctx.own_writes
             .remember_platform(key, versions.clone(), latest.clone());
         versions.push(latest.metadata.resource_version.clone());
@@ -90,7 +90,7 @@ async fn execute(ctx: &Context, observed: &Observed, plan: Plan) -> Result<Reque
         }
     }
     if let Some(status) = &plan.status {
-        let updated = Arc::new(write_status(ctx, &latest, status).await?);
+        let updated = write_status(ctx, &latest, status).await?;
         ctx.own_writes
             .remember_platform(key, versions.clone(), updated);
     }

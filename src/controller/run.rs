@@ -25,7 +25,7 @@ use super::context::{Context, Stores};
 use super::events::{EventQueue, FailedKind, publish_events};
 use super::health::{ControllerKind, DEFAULT_STUCK_AFTER};
 use super::tap::{GroupTap, PlatformTap, observe_deployment, observe_pod};
-use super::{group, platform};
+use super::{group, platform, trim};
 
 /// How the operator runs.
 #[derive(Clone)]
@@ -289,20 +289,31 @@ fn platform_controller<S: Future<Output = ()> + Send + Sync + 'static>(
     let tap = PlatformTap::new(ctx.clone(), related_tx, groups_tx);
     let platform_stream = platform_events(scoped(client, namespace), platforms, tap);
     let deployment_ctx = ctx.clone();
-    let deployment_stream = watched(scoped(client, namespace), deployments, managed.clone())
-        .inspect(move |event| {
-            if let Ok(event) = event {
-                observe_deployment(&deployment_ctx, event);
-            }
-        })
-        .touched_objects();
-    let configmap_stream =
-        watched(scoped(client, namespace), configmaps, managed).touched_objects();
+    let deployment_stream = watched(
+        scoped(client, namespace),
+        deployments,
+        managed.clone(),
+        trim::deployment,
+    )
+    .inspect(move |event| {
+        if let Ok(event) = event {
+            observe_deployment(&deployment_ctx, event);
+        }
+    })
+    .touched_objects();
+    let configmap_stream = watched(
+        scoped(client, namespace),
+        configmaps,
+        managed,
+        trim::config_map,
+    )
+    .touched_objects();
     let pod_ctx = ctx.clone();
     let pod_stream = watched(
         scoped(client, namespace),
         pods,
         watcher::Config::default().labels(PLATFORM_LABEL),
+        trim::pod,
     )
     .inspect(move |event| {
         if let Ok(event) = event {
@@ -336,7 +347,7 @@ fn platform_events(
     writer: Writer<Platform>,
     mut tap: PlatformTap,
 ) -> impl Stream<Item = Result<Platform, watcher::Error>> + Send {
-    watched(api, writer, watcher::Config::default())
+    watched(api, writer, watcher::Config::default(), trim::platform)
         .inspect(move |event| {
             if let Ok(event) = event {
                 tap.observe(event);
@@ -352,7 +363,7 @@ fn group_events(
     writer: Writer<PlatformGroup>,
     mut tap: GroupTap,
 ) -> impl Stream<Item = Result<PlatformGroup, watcher::Error>> + Send {
-    watched(api, writer, watcher::Config::default())
+    watched(api, writer, watcher::Config::default(), trim_group)
         .inspect(move |event| {
             if let Ok(event) = event {
                 tap.observe(event);
@@ -361,11 +372,17 @@ fn group_events(
         .touched_objects()
 }
 
-/// A watch with backoff that keeps `writer`'s cache, as raw events (re-lists included).
+fn trim_group(group: &mut PlatformGroup) {
+    group.metadata.managed_fields = None;
+}
+
+/// A watch with backoff that keeps `writer`'s cache, as raw events (re-lists included); the
+/// cache keeps of each object what `trim` leaves.
 fn watched<K>(
     api: Api<K>,
     writer: Writer<K>,
     config: watcher::Config,
+    trim: fn(&mut K),
 ) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send
 where
     K: Resource<DynamicType = ()>
@@ -376,9 +393,8 @@ where
         + Sync
         + 'static,
 {
-    reflector(writer, watcher(api, config).default_backoff())
+    reflector(writer, watcher(api, config).default_backoff().modify(trim))
 }
-
 /// An API for one namespace, or for all.
 fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where

@@ -246,7 +246,7 @@ fn spawn_operator(
         .spawn(&kubeconfig, &log)
         .map_err(BenchError::Operator)?;
     let requests = sandbox.cluster.request_counter();
-    let sampler = process::Sampler::start(child.id(), move || requests());
+    let sampler = process::Sampler::start(child.id(), requests);
     Ok(RunningOperator { child, sampler })
 }
 
@@ -260,8 +260,7 @@ fn operator_hops_on(
 ) -> f64 {
     let marks = hop_marks(writes);
     let ready = first_ready_writes(writes);
-    let deps: BTreeMap<&str, &Vec<String>> =
-        stack.iter().map(|(n, d)| (n.as_str(), d)).collect();
+    let deps: BTreeMap<&str, &Vec<String>> = stack.iter().map(|(n, d)| (n.as_str(), d)).collect();
     let ms = |from: Instant, to: Instant| to.saturating_duration_since(from).as_secs_f64() * 1000.0;
     chain
         .iter()
@@ -275,7 +274,9 @@ fn operator_hops_on(
                 .and_then(|d| d.iter().filter_map(|d| ready.get(d)).max())
                 .zip(steps[0])
                 .map_or(0.0, |(from, to)| ms(*from, to));
-            let reporting = steps[3].zip(steps[4]).map_or(0.0, |(from, to)| ms(from, to));
+            let reporting = steps[3]
+                .zip(steps[4])
+                .map_or(0.0, |(from, to)| ms(from, to));
             gating + reporting
         })
         .sum()
