@@ -373,7 +373,12 @@ async fn a_thousand_platforms_deleted_behind_a_relist_leave_every_table_empty() 
     }
     let full = ctx.table_sizes();
     assert_eq!(
-        (full.tap_signatures, full.pod_index, full.own_writes, full.start_slots),
+        (
+            full.tap_signatures,
+            full.pod_index,
+            full.own_writes,
+            full.start_slots
+        ),
         (1000, 1000, 1000, 1000)
     );
 

@@ -23,7 +23,9 @@ pub struct OperatorProcess {
 impl OperatorProcess {
     /// The `platform-operator` binary next to the running one (`target/<profile>/`).
     pub fn beside_current_exe() -> Option<PathBuf> {
-        let binary = std::env::current_exe().ok()?.with_file_name("platform-operator");
+        let binary = std::env::current_exe()
+            .ok()?
+            .with_file_name("platform-operator");
         binary.is_file().then_some(binary)
     }
 
