@@ -144,6 +144,30 @@ pub struct Observed {
     pub group_conflict: Vec<NodeKey>,
 }
 
+#[cfg(test)]
+impl Observed {
+    /// `platform` observed at `now` with nothing around it (no Deployment, pods, dependencies,
+    /// dependents or group), in wave `wave`: the starting point of the decision tables.
+    pub(crate) fn alone(platform: Platform, now: Timestamp, wave: usize) -> Self {
+        Observed {
+            now,
+            key: crate::stack::key_of(&platform),
+            settings: crate::stack::effective_settings(&platform, None),
+            platform,
+            deployment: None,
+            config_map_hash: None,
+            pods: 0,
+            block: None,
+            wave: Some(wave),
+            dependencies: Vec::new(),
+            dependents: Vec::new(),
+            stop_cause: None,
+            group: None,
+            group_conflict: Vec::new(),
+        }
+    }
+}
+
 /// Kinds of control action, each audited (event, log line, history entry).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ActionKind {

@@ -10,7 +10,6 @@ use crate::controller::model::{
 use crate::crd::{Platform, PlatformStatus};
 use crate::fixtures::{TEST_NAMESPACE, platform};
 use crate::graph::NodeKey;
-use crate::stack::effective_settings;
 
 fn key(name: &str) -> NodeKey {
     NodeKey::new(TEST_NAMESPACE, name)
@@ -21,22 +20,7 @@ fn now() -> Timestamp {
 }
 
 fn observed(p: Platform) -> Observed {
-    Observed {
-        now: now(),
-        key: key(p.metadata.name.as_deref().unwrap_or("x")),
-        settings: effective_settings(&p, None),
-        platform: p,
-        deployment: None,
-        config_map_hash: None,
-        pods: 0,
-        block: None,
-        wave: Some(0),
-        dependencies: Vec::new(),
-        dependents: Vec::new(),
-        stop_cause: None,
-        group: None,
-        group_conflict: Vec::new(),
-    }
+    Observed::alone(p, now(), 0)
 }
 
 fn running_deployment(replicas: i32) -> DeploymentState {

@@ -7,7 +7,6 @@ use super::*;
 use crate::controller::model::{DependencyState, DeploymentState, GroupFacts, Observed};
 use crate::crd::{Phase, Platform, PodTemplate, condition};
 use crate::fixtures::{TEST_NAMESPACE, platform};
-use crate::stack::effective_settings;
 
 fn key(name: &str) -> NodeKey {
     NodeKey::new(TEST_NAMESPACE, name)
@@ -24,23 +23,11 @@ fn with_uid(mut p: Platform) -> Platform {
 }
 
 fn observed(p: Platform) -> Observed {
-    let p = with_uid(p);
-    Observed {
-        now: Timestamp::from_second(1_800_000_000).expect("valid"),
-        key: key(p.metadata.name.as_deref().unwrap_or("x")),
-        settings: effective_settings(&p, None),
-        platform: p,
-        deployment: None,
-        config_map_hash: None,
-        pods: 0,
-        block: None,
-        wave: Some(0),
-        dependencies: Vec::new(),
-        dependents: Vec::new(),
-        stop_cause: None,
-        group: None,
-        group_conflict: Vec::new(),
-    }
+    Observed::alone(
+        with_uid(p),
+        Timestamp::from_second(1_800_000_000).expect("valid"),
+        0,
+    )
 }
 
 fn in_group(mut o: Observed, limit: u32, starting: &[&str]) -> Observed {

@@ -5,7 +5,6 @@ use crate::controller::model::{Action, DependencyState, DeploymentState, StopCau
 use crate::crd::Platform;
 use crate::fixtures::{TEST_NAMESPACE, platform};
 use crate::graph::NodeKey;
-use crate::stack::effective_settings;
 
 fn key(name: &str) -> NodeKey {
     NodeKey::new(TEST_NAMESPACE, name)
@@ -18,22 +17,7 @@ fn at(second: i64) -> Timestamp {
 /// What was observed of `p` (at generation 3) at `at(0)`, with nothing around it.
 fn observed(mut p: Platform) -> Observed {
     p.metadata.generation = Some(3);
-    Observed {
-        now: at(0),
-        key: key(p.metadata.name.as_deref().unwrap_or("x")),
-        settings: effective_settings(&p, None),
-        platform: p,
-        deployment: None,
-        config_map_hash: None,
-        pods: 0,
-        block: None,
-        wave: Some(1),
-        dependencies: Vec::new(),
-        dependents: Vec::new(),
-        stop_cause: None,
-        group: None,
-        group_conflict: Vec::new(),
-    }
+    Observed::alone(p, at(0), 1)
 }
 
 /// A previous status in `phase` at `at(0)`.
