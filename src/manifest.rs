@@ -1,15 +1,20 @@
 //! Reading Kubernetes manifests: files or directories of multi-document YAML, each document kept
 //! with where it came from so that every problem can name its file and document index.
 //! Platform and PlatformGroup documents are checked the way the API server would check them
-//! (unknown fields, schema, CEL rules) and then parsed into the typed resources.
+//! (name, labels and annotations, unknown fields, nulls and defaults, schema, CEL rules; a
+//! `status` in a manifest is ignored, as the server ignores it outside the status subresource)
+//! and then parsed into the typed resources.
 
 use std::path::{Path, PathBuf};
 
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Resource;
 use serde_json::Value;
 
 use crate::crd::{Platform, PlatformGroup, VERSION, all_crds};
 use crate::schema::{FieldError, SchemaValidator, crd_schema, prune_unknown, unknown_fields};
+
+pub use crate::schema::is_dns_subdomain;
 
 /// Largest manifest file read (bigger ones are refused rather than exhausting memory).
 const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
@@ -258,12 +263,12 @@ pub fn check_documents(documents: Vec<Document>, default_namespace: &str) -> Sta
         {
             meta.insert("namespace".into(), Value::String(default_namespace.into()));
         }
-        let validator = if kind == "Platform" {
+        let checks = if kind == "Platform" {
             &checker.platform
         } else {
             &checker.group
         };
-        if let Err(error) = checker.admit(validator, &mut document) {
+        if let Err(error) = checker.admit(checks, &mut document) {
             stack.errors.push(error);
             continue;
         }
@@ -287,27 +292,42 @@ pub fn check_documents(documents: Vec<Document>, default_namespace: &str) -> Sta
 }
 
 struct Checker {
-    platform: SchemaValidator,
-    group: SchemaValidator,
+    platform: KindChecks,
+    group: KindChecks,
+}
+
+/// The checks of one kind: its schema, and whether its status is a subresource.
+struct KindChecks {
+    validator: SchemaValidator,
+    status_subresource: bool,
+}
+
+impl KindChecks {
+    fn new(crd: Option<&CustomResourceDefinition>) -> Self {
+        let version = crd.and_then(|crd| crd.spec.versions.iter().find(|v| v.name == VERSION));
+        Self {
+            validator: SchemaValidator::new(
+                crd.and_then(|crd| crd_schema(crd, VERSION))
+                    .unwrap_or(Value::Null),
+            ),
+            status_subresource: version
+                .and_then(|v| v.subresources.as_ref())
+                .is_some_and(|s| s.status.is_some()),
+        }
+    }
 }
 
 impl Checker {
     fn new() -> Self {
-        let mut schemas = all_crds()
-            .iter()
-            .map(|crd| crd_schema(crd, VERSION).unwrap_or(Value::Null))
-            .collect::<Vec<_>>()
-            .into_iter();
-        let platform = SchemaValidator::new(schemas.next().unwrap_or(Value::Null));
-        let group = SchemaValidator::new(schemas.next().unwrap_or(Value::Null));
-        Self { platform, group }
+        let crds = all_crds();
+        Self {
+            platform: KindChecks::new(crds.first()),
+            group: KindChecks::new(crds.get(1)),
+        }
     }
 
-    fn admit(
-        &self,
-        validator: &SchemaValidator,
-        document: &mut Document,
-    ) -> Result<(), ManifestError> {
+    fn admit(&self, checks: &KindChecks, document: &mut Document) -> Result<(), ManifestError> {
+        let validator = &checks.validator;
         let name = document
             .value
             .pointer("/metadata/name")
@@ -326,7 +346,15 @@ impl Checker {
             );
             return Err(problem(document, text, Vec::new()));
         }
+        // Unknown fields fail a server-side apply anywhere, status included.
         let mut causes = unknown_fields(validator.schema(), &document.value);
+        // With the status subresource, the API server otherwise ignores the status a create or
+        // an apply of the main resource carries (the controller writes it through /status).
+        if checks.status_subresource
+            && let Some(object) = document.value.as_object_mut()
+        {
+            object.remove("status");
+        }
         prune_unknown(validator.schema(), &mut document.value);
         document.value = validator.apply_defaults(&document.value);
         causes.extend(validator.validate(&document.value, None));
@@ -336,19 +364,6 @@ impl Checker {
         let summary: Vec<String> = causes.iter().map(ToString::to_string).collect();
         Err(problem(document, summary.join("; "), causes))
     }
-}
-
-/// What the API server requires of object names.
-pub fn is_dns_subdomain(name: &str) -> bool {
-    name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
 }
 
 fn problem(document: &Document, problem: String, causes: Vec<FieldError>) -> ManifestError {

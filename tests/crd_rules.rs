@@ -369,3 +369,157 @@ fn group_defaults_are_validated_like_platform_settings() {
         "spec.defaults.healthCheck.intervalSeconds",
     );
 }
+
+fn with_metadata(metadata: &str) -> String {
+    format!(
+        "apiVersion: pmp.dev/v1alpha1\nkind: Platform\nmetadata:\n  name: web\n{metadata}spec:\n  image: nginx\n"
+    )
+}
+
+/// The checked, parsed Platform of one manifest that must be accepted.
+fn accepted_platform(yaml: &str) -> platform_operator::crd::Platform {
+    let mut documents = Vec::new();
+    let mut errors = Vec::new();
+    split_documents(
+        std::path::Path::new("case.yaml"),
+        yaml,
+        &mut documents,
+        &mut errors,
+    );
+    let mut stack = check_documents(documents, "default");
+    assert!(
+        errors.is_empty() && stack.errors.is_empty(),
+        "{errors:?} {:?}",
+        stack.errors
+    );
+    stack.platforms.remove(0).1
+}
+
+#[test]
+fn label_keys_are_qualified_names() {
+    rule(
+        &with_metadata("  labels:\n    'bad key!': x\n"),
+        &with_metadata("  labels:\n    pmp.dev/stack: trading\n    app.kubernetes.io/name: web\n"),
+        "metadata.labels: Invalid value: \"bad key!\": name part must consist of alphanumeric characters",
+    );
+    rule(
+        &with_metadata("  labels:\n    Not_A.Domain/x: v\n"),
+        &with_metadata("  labels:\n    Not_A.Domain: v\n"),
+        "prefix part a lowercase RFC 1123 subdomain",
+    );
+    rule(
+        &with_metadata(&format!("  labels:\n    {}: x\n", "k".repeat(64))),
+        &with_metadata(&format!("  labels:\n    {}: x\n", "k".repeat(63))),
+        "name part must be no more than 63 characters",
+    );
+}
+
+#[test]
+fn label_values_are_valid() {
+    rule(
+        &with_metadata("  labels:\n    stack: 'not a value'\n"),
+        &with_metadata("  labels:\n    stack: a-value\n    empty: ''\n"),
+        "metadata.labels: Invalid value: \"not a value\": a valid label must be an empty string",
+    );
+    rule(
+        &with_metadata(&format!("  labels:\n    stack: {}\n", "v".repeat(64))),
+        &with_metadata(&format!("  labels:\n    stack: {}\n", "v".repeat(63))),
+        "must be no more than 63 characters",
+    );
+}
+
+#[test]
+fn annotation_keys_and_total_size_are_bounded() {
+    rule(
+        &with_metadata("  annotations:\n    'bad key!': x\n"),
+        &with_metadata("  annotations:\n    Example.COM/Owner: any text, at all\n"),
+        "metadata.annotations: Invalid value: \"bad key!\"",
+    );
+    let big =
+        |bytes: usize| with_metadata(&format!("  annotations:\n    a: {}\n", "x".repeat(bytes)));
+    rule(
+        &big(256 * 1024),
+        &big(256 * 1024 - 1),
+        "metadata.annotations: Too long: may not be more than 262144 bytes",
+    );
+}
+
+#[test]
+fn unknown_metadata_fields_are_rejected() {
+    rule(
+        &with_metadata("  owner: me\n"),
+        &with_metadata("  annotations:\n    owner: me\n  finalizers: [example.com/keep]\n"),
+        "unknown field \"metadata.owner\"",
+    );
+}
+
+#[test]
+fn whole_number_floats_are_integers() {
+    assert_eq!(
+        accepted_platform(&platform("  replicas: 3.0\n"))
+            .spec
+            .replicas,
+        3
+    );
+    rule(
+        &platform("  replicas: 1.5\n"),
+        &platform("  replicas: 2.0\n"),
+        "spec.replicas: Invalid value: 1.5: must be of type integer",
+    );
+}
+
+#[test]
+fn nulls_are_unset_and_defaulted() {
+    let from_null = accepted_platform(&platform("  replicas: null\n"));
+    let unset = accepted_platform(&platform(""));
+    assert_eq!(from_null.spec.replicas, unset.spec.replicas);
+    assert_eq!(from_null.spec.replicas, 1);
+    let nested = accepted_platform(&platform("  healthCheck:\n    intervalSeconds: null\n"));
+    assert_eq!(
+        nested
+            .spec
+            .health_check
+            .as_ref()
+            .and_then(|h| h.interval_seconds),
+        None
+    );
+    rule(
+        &platform("  dependsOn:\n    - null\n"),
+        &platform("  dependsOn: null\n"),
+        "spec.dependsOn[0]: Invalid value: null: must be of type object",
+    );
+}
+
+#[test]
+fn status_in_a_manifest_is_ignored() {
+    let parsed = accepted_platform(&platform("status:\n  phase: Exploded\n"));
+    assert!(parsed.status.is_none(), "{:?}", parsed.status);
+    assert!(problems(&group("status:\n  phase: Exploded\n")).is_empty());
+    // Unknown fields still fail a server-side apply, status included.
+    rule(
+        &platform("status:\n  bogus: 1\n"),
+        &platform("status:\n  phase: Running\n"),
+        "unknown field \"status.bogus\"",
+    );
+}
+
+#[test]
+fn resource_quantities_have_quantity_syntax() {
+    rule(
+        &platform("  resources:\n    requests: {cpu: four}\n"),
+        &platform("  resources:\n    requests: {cpu: 4}\n"),
+        "spec.resources.requests.cpu: Invalid value: \"four\": should match",
+    );
+    rule(
+        &platform("  resources:\n    limits: {memory: 8 GB}\n"),
+        &platform(
+            "  resources:\n    requests: {cpu: \"500m\", memory: 8Gi}\n    limits: {cpu: \"1\", memory: 1Gi}\n",
+        ),
+        "spec.resources.limits.memory",
+    );
+    rule(
+        &group("  defaults:\n    resources:\n      requests: {memory: lots}\n"),
+        &group("  defaults:\n    resources:\n      requests: {memory: 1.5Gi, cpu: 2}\n"),
+        "spec.defaults.resources.requests.memory",
+    );
+}

@@ -32,10 +32,27 @@ pub struct ResourceSettings {
 pub struct CpuMemory {
     /// CPU in cores (`"4"`, `"0.5"`) or millicores (`"500m"`). Seed: `cpu_cores`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "quantity_schema")]
     pub cpu: Option<Quantity>,
     /// Memory with a binary unit (`"8192Mi"`, `"16Gi"`). Seed: `memory_mb: 8192` is `"8192Mi"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "quantity_schema")]
     pub memory: Option<Quantity>,
+}
+
+/// The syntax of a Kubernetes `resource.Quantity` in its string form.
+const QUANTITY_PATTERN: &str = r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$";
+
+/// An optional quantity: an integer, or a string of quantity syntax. Without the pattern,
+/// `cpu: four` would be stored, and every Deployment built from it refused. The API server
+/// applies a `pattern` to strings only, so `cpu: 4` stays valid. (No `anyOf` of integer and
+/// string as `controller-gen` writes: kube's schema rewriter would strip the types out of it.)
+fn quantity_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "nullable": true,
+        "pattern": QUANTITY_PATTERN,
+        "x-kubernetes-int-or-string": true,
+    })
 }
 
 /// How the operator decides a platform is healthy. It becomes the pods' readiness probe (and a

@@ -1,11 +1,13 @@
 //! Validation of objects against a CRD's `openAPIV3Schema`, the way the API server's admission
-//! does it: structural checks (types, required fields, enums, ranges, lengths, patterns), unknown
-//! fields, defaults, and the CEL rules (`x-kubernetes-validations`, evaluated by kube's CEL
-//! support).
+//! does it: the metadata every object has (its fields, labels and annotations), structural
+//! checks (types, required fields, enums, ranges, lengths, patterns), unknown fields, nulls and
+//! defaults, and the CEL rules (`x-kubernetes-validations`, evaluated by kube's CEL support).
 //!
 //! The same code serves `platform-operator plan` (offline checks of manifests) and the simulated
 //! API server's admission, so that what `plan` accepts is what the cluster accepts.
 
+mod decode;
+mod metadata;
 mod prune;
 mod structural;
 
@@ -14,6 +16,11 @@ use std::sync::Arc;
 use kube::core::cel::{CompiledSchema, Validator, compile_schema};
 use serde_json::Value;
 
+pub use decode::normalize;
+pub use metadata::{
+    ANNOTATIONS_MAX_BYTES, OBJECT_META_FIELDS, is_dns_subdomain, label_value_errors,
+    qualified_name_errors, validate_metadata,
+};
 pub use prune::{prune_unknown, unknown_fields};
 
 /// One problem with one field, in the shape of a Kubernetes `StatusCause`.
@@ -105,10 +112,14 @@ impl SchemaValidator {
     }
 
     /// Every problem with `object` (already defaulted and pruned, as the API server validates
-    /// it); `old` is the stored object on updates, for CEL transition rules. Structural errors
-    /// come first; CEL rules run only on a structurally valid object, as in the API server.
+    /// it); `old` is the stored object on updates, for CEL transition rules. Metadata errors
+    /// (labels, annotations) come first, then structural errors; CEL rules run only on an
+    /// object without either, as in the API server.
     pub fn validate(&self, object: &Value, old: Option<&Value>) -> Vec<FieldError> {
-        let mut errors = Vec::new();
+        let mut errors = object
+            .get("metadata")
+            .map(|meta| validate_metadata(meta, "metadata"))
+            .unwrap_or_default();
         structural::check(&self.schema, object, "", &mut errors);
         if !errors.is_empty() {
             return errors;
@@ -123,9 +134,9 @@ impl SchemaValidator {
         errors
     }
 
-    /// `object` with the schema's defaults filled in.
+    /// `object` as the API server decodes and defaults it (see [`apply_defaults`]).
     pub fn apply_defaults(&self, object: &Value) -> Value {
-        kube::core::cel::apply_defaults(&self.schema, object)
+        apply_defaults(&self.schema, object)
     }
 }
 
@@ -134,9 +145,12 @@ pub fn validate(schema: &Value, object: &Value, old: Option<&Value>) -> Vec<Fiel
     SchemaValidator::new(schema.clone()).validate(object, old)
 }
 
-/// `object` with the schema's defaults filled in.
+/// `object` as the API server decodes and defaults it: nulls of non-nullable fields dropped and
+/// whole-number floats made integers ([`normalize`]), then the schema's defaults filled in.
 pub fn apply_defaults(schema: &Value, object: &Value) -> Value {
-    kube::core::cel::apply_defaults(schema, object)
+    let mut object = object.clone();
+    normalize(schema, &mut object);
+    kube::core::cel::apply_defaults(schema, &object)
 }
 
 /// The `openAPIV3Schema` of the served version of a CRD, as JSON.

@@ -3,10 +3,12 @@
 
 use serde_json::Value;
 
+use super::metadata::OBJECT_META_FIELDS;
 use super::{FieldError, FieldErrorReason, child_path, index_path};
 
 /// Removes every field the schema does not declare (except under
-/// `x-kubernetes-preserve-unknown-fields` and in `metadata`, which the API server handles itself).
+/// `x-kubernetes-preserve-unknown-fields`), and every field of `metadata` that `ObjectMeta` does
+/// not declare.
 pub fn prune_unknown(schema: &Value, value: &mut Value) {
     walk_unknown(schema, value, "", &mut |_, _| {}, true);
 }
@@ -49,8 +51,13 @@ fn walk_unknown(
             let mut unknown = Vec::new();
             for (name, child) in object.iter_mut() {
                 let child_path = child_path(path, name);
-                // The API server owns metadata (and apiVersion/kind) at the root of every object.
-                if path.is_empty() && matches!(name.as_str(), "apiVersion" | "kind" | "metadata") {
+                // The API server owns apiVersion, kind and metadata at the root of every object:
+                // metadata holds exactly the fields of `ObjectMeta`, whatever the schema says.
+                if path.is_empty() && matches!(name.as_str(), "apiVersion" | "kind") {
+                    continue;
+                }
+                if path.is_empty() && name == "metadata" {
+                    walk_metadata(child, on_unknown, remove);
                     continue;
                 }
                 match properties.and_then(|p| p.get(name)).or(additional) {
@@ -87,5 +94,24 @@ fn walk_unknown(
             }
         }
         _ => {}
+    }
+}
+
+fn walk_metadata(metadata: &mut Value, on_unknown: &mut dyn FnMut(&str, &Value), remove: bool) {
+    let Some(metadata) = metadata.as_object_mut() else {
+        return;
+    };
+    let unknown: Vec<String> = metadata
+        .iter()
+        .filter(|(name, _)| !OBJECT_META_FIELDS.contains(&name.as_str()))
+        .map(|(name, value)| {
+            on_unknown(&child_path("metadata", name), value);
+            name.clone()
+        })
+        .collect();
+    if remove {
+        for name in unknown {
+            metadata.remove(&name);
+        }
     }
 }

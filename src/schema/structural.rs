@@ -14,18 +14,21 @@ pub(super) fn check(schema: &Value, value: &Value, path: &str, errors: &mut Vec<
         return;
     };
     if value.is_null() {
-        if !flag(schema, "nullable") && schema.contains_key("type") {
-            push(
-                errors,
-                path,
-                FieldErrorReason::FieldValueRequired,
-                "Required value",
-            );
+        // Nulls of object fields were dropped before validation (see `decode`); the ones left
+        // (list items, the root) are values of the wrong type.
+        if !flag(schema, "nullable")
+            && let Some(expected) = schema.get("type").and_then(Value::as_str)
+        {
+            type_error(errors, path, value, expected);
         }
         return;
     }
     if flag(schema, "x-kubernetes-int-or-string") {
-        if !(value.is_i64() || value.is_u64() || value.is_string()) {
+        // String validations (a quantity's `pattern`) apply to the string form only, as in
+        // the API server, where a validation does not apply to values of another type.
+        if value.is_string() {
+            check_string(schema, value, path, errors);
+        } else if !is_integer(value) {
             invalid(errors, path, value, "must be an integer or a string");
         }
         return;
@@ -205,7 +208,7 @@ fn check_number(
         );
         return;
     };
-    if integer && !(value.is_i64() || value.is_u64()) {
+    if integer && !is_integer(value) {
         type_error(errors, path, value, "integer");
         return;
     }
@@ -294,6 +297,12 @@ fn check_count(
             &format!("Invalid value: {count}: must have at least {min} items"),
         );
     }
+}
+
+/// An integer as JSON Schema (and the API server) counts them: a number without a fractional
+/// part, `3.0` included.
+fn is_integer(value: &Value) -> bool {
+    value.is_i64() || value.is_u64() || value.as_f64().is_some_and(|n| n.fract() == 0.0)
 }
 
 fn flag(schema: &Map<String, Value>, key: &str) -> bool {

@@ -129,12 +129,68 @@ fn unknown_fields_are_found_and_pruned_outside_open_objects() {
         .into_iter()
         .map(|e| e.field)
         .collect();
-    assert_eq!(unknown, vec!["extra".to_string(), "spec.bogus".to_string()]);
+    assert_eq!(unknown, vec!["extra", "metadata.whatever", "spec.bogus"]);
     prune_unknown(&schema(), &mut object);
     assert_eq!(object["spec"].get("bogus"), None);
     assert_eq!(object.get("extra"), None);
     assert_eq!(object["spec"]["open"]["anything"]["goes"], json!(true));
-    assert_eq!(object["metadata"]["whatever"], json!(1));
+    assert_eq!(object["metadata"], json!({"name": "n"}));
+}
+
+#[test]
+fn every_object_meta_field_is_known() {
+    let metadata: serde_json::Map<String, Value> = OBJECT_META_FIELDS
+        .iter()
+        .map(|name| (name.to_string(), json!(null)))
+        .collect();
+    let object = json!({"metadata": metadata, "spec": {"name": "a"}});
+    assert!(unknown_fields(&schema(), &object).is_empty());
+}
+
+#[test]
+fn whole_number_floats_are_integers() {
+    assert!(problems(json!({"spec": {"name": "a", "count": 3.0}})).is_empty());
+    assert!(problems(json!({"spec": {"name": "a", "qty": 3.0}})).is_empty());
+    assert!(!problems(json!({"spec": {"name": "a", "qty": 3.5}})).is_empty());
+}
+
+#[test]
+fn int_or_string_applies_string_validations_to_strings_only() {
+    let schema = json!({"type": "object", "properties": {"qty": {
+        "x-kubernetes-int-or-string": true,
+        "pattern": "^[0-9]+m?$",
+        "maxLength": 4
+    }}});
+    let check = |qty: Value| validate(&schema, &json!({ "qty": qty }), None);
+    assert!(check(json!(123_456)).is_empty());
+    assert!(check(json!("500m")).is_empty());
+    assert!(!check(json!("four")).is_empty());
+    assert!(!check(json!("50000")).is_empty());
+}
+
+#[test]
+fn labels_and_annotations_are_validated_with_the_object() {
+    let found = validate(
+        &schema(),
+        &json!({"metadata": {"labels": {"bad key!": "x"}}, "spec": {"name": "a", "count": 3}}),
+        None,
+    );
+    // As on the API server, an invalid object does not get its CEL rules evaluated.
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].field, "metadata.labels");
+}
+
+#[test]
+fn defaulting_drops_nulls_and_makes_whole_floats_integers() {
+    let defaulted = apply_defaults(
+        &schema(),
+        &json!({"spec": {"name": "a", "limit": null, "count": 4.0, "mode": null}}),
+    );
+    assert_eq!(
+        defaulted,
+        json!({"spec": {"name": "a", "limit": 7, "count": 4}})
+    );
+    assert!(defaulted["spec"]["count"].is_i64());
 }
 
 #[test]
