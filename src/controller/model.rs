@@ -39,10 +39,13 @@ pub struct DeploymentState {
 }
 
 impl DeploymentState {
-    /// Every desired replica runs the latest template and is ready.
+    /// Every desired replica runs the latest template and is ready, and no pod of an older
+    /// template is left (as `kubectl rollout status` judges it): while a rollout surges, the
+    /// old pod still counts as ready and the new one as updated before it is ready.
     pub fn rolled_out(&self) -> bool {
         self.observed_current
             && self.updated_replicas >= self.replicas
+            && self.status_replicas <= self.updated_replicas
             && self.ready_replicas >= self.replicas
     }
 }

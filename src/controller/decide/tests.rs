@@ -404,3 +404,22 @@ fn status_history_is_bounded() {
     );
     assert_eq!(status.history[0].action, "old-1");
 }
+
+#[test]
+fn a_surging_rollout_is_not_rolled_out_until_the_old_pod_is_gone() {
+    // Mid-rollout: the new pod exists (updated) but is not ready; the old one still is.
+    let surging = DeploymentState {
+        replicas: 1,
+        ready_replicas: 1,
+        updated_replicas: 1,
+        status_replicas: 2,
+        observed_current: true,
+        ..Default::default()
+    };
+    assert!(!surging.rolled_out());
+    let done = DeploymentState {
+        status_replicas: 1,
+        ..surging
+    };
+    assert!(done.rolled_out());
+}
