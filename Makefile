@@ -2,7 +2,7 @@
 CARGO ?= cargo
 BENCH_DIR ?= bench-results
 
-.PHONY: build test lint fmt crds yaml-lint ci bench bench-graph bench-startup testenv-build testenv testenv-down
+.PHONY: build test test-real lint fmt crds yaml-lint tools ci ci-real bench bench-graph bench-startup bench-scale testenv-build testenv testenv-down
 
 # Both binaries: platform-operator (run, plan, crds) and platform-sandbox (sandbox, bench).
 build:
@@ -10,6 +10,11 @@ build:
 
 test:
 	$(CARGO) test --workspace --locked --all-targets
+
+# The operator suite and the real-server-only tests against a running control plane
+# (`make testenv`); `make ci` starts and stops one for it.
+test-real:
+	PMP_TEST_KUBECONFIG=$(CURDIR)/target/testenv/kubeconfig $(CARGO) test -p platform-operator --locked --test 'operator_*' --test 'real_*'
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -23,9 +28,27 @@ crds:
 	$(CARGO) run -p platform-operator --locked --quiet -- crds --out-dir crds
 
 yaml-lint:
-	yamllint --strict -c .yamllint.yaml crds deploy
+	@command -v yamllint >/dev/null || { echo "yamllint is not installed: apt-get install yamllint (or pip install yamllint)" >&2; exit 1; }
+	yamllint --strict -c .yamllint.yaml crds deploy testenv/stages testenv/node.yaml
 
-ci: lint yaml-lint test
+# Fails at once, naming what is missing, rather than after a long build.
+tools:
+	@missing=""; \
+	for tool in cargo rustfmt cargo-clippy yamllint go; do \
+	  command -v $$tool >/dev/null || missing="$$missing $$tool"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "missing:$$missing. Install: rustup component add rustfmt clippy; apt-get install yamllint; Go from https://go.dev/dl (or run .ci/run, which installs what it can)" >&2; \
+	  exit 1; \
+	fi
+
+# The whole suite on both clusters: the simulator (cargo test), then the real control plane
+# (built from Go modules, started for the run and stopped after it, also when tests fail).
+ci: tools lint yaml-lint test ci-real
+
+ci-real: testenv-build
+	testenv/up.sh
+	status=0; $(MAKE) test-real || status=$$?; testenv/down.sh; exit $$status
 
 bench: bench-graph bench-startup
 
@@ -33,9 +56,17 @@ bench-graph:
 	mkdir -p $(BENCH_DIR)
 	$(CARGO) run -p platform-sandbox --locked --release --quiet -- bench graph --platforms 100000 --edges 300000 --json $(BENCH_DIR)/graph.json
 
+# The operator runs as its own process (the platform-operator binary), the simulated cluster
+# in the benchmark's; bench-scale is the 10,000-platform case (several minutes).
 bench-startup:
 	mkdir -p $(BENCH_DIR)
-	$(CARGO) run -p platform-sandbox --locked --release --quiet -- bench startup --platforms 1000 --depth 20 --json $(BENCH_DIR)/startup.json
+	$(CARGO) build -p platform-operator -p platform-sandbox --locked --release --quiet
+	target/release/platform-sandbox bench startup --platforms 1000 --depth 20 --json $(BENCH_DIR)/startup.json
+
+bench-scale:
+	mkdir -p $(BENCH_DIR)
+	$(CARGO) build -p platform-operator -p platform-sandbox --locked --release --quiet
+	target/release/platform-sandbox bench startup --platforms 10000 --depth 50 --kube-qps 1000 --kube-burst 2000 --json $(BENCH_DIR)/startup-10000.json
 
 # A real control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok as the
 # kubelet) built from pinned Go modules and run on 127.0.0.1; see testenv/README.md.

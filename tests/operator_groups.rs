@@ -5,13 +5,11 @@ mod operator_support;
 
 use std::time::Duration;
 
-use kube::Api;
-use kube::api::{Patch, PatchParams};
 use operator_support::*;
 use platform_operator::crd::{
-    GroupDefaults, Phase, PlatformGroup, ShutdownSettings, group_condition,
+    GroupDefaults, Phase, PlatformGroupStatus, ShutdownSettings, group_condition,
 };
-use platform_operator::fixtures::{TEST_NAMESPACE, group, platform};
+use platform_operator::fixtures::{group, platform};
 use serde_json::json;
 
 fn labelled_chain(names: &[&str]) -> Vec<platform_operator::crd::Platform> {
@@ -24,38 +22,29 @@ fn labelled_chain(names: &[&str]) -> Vec<platform_operator::crd::Platform> {
         .collect()
 }
 
-async fn group_status(
-    client: &kube::Client,
+/// Waits until the group's status satisfies `check`.
+async fn wait_for_group(
+    env: &TestEnv,
     name: &str,
-) -> platform_operator::crd::PlatformGroupStatus {
-    let api: Api<PlatformGroup> = Api::namespaced(client.clone(), TEST_NAMESPACE);
-    api.get(name)
-        .await
-        .expect("group")
-        .status
-        .unwrap_or_default()
+    what: &str,
+    check: impl Fn(&PlatformGroupStatus) -> bool,
+) -> PlatformGroupStatus {
+    env.wait_until(what, Duration::from_secs(10), |view| {
+        let status = view.group(name)?.status.unwrap_or_default();
+        check(&status).then_some(status)
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_starts_in_order_reports_its_waves_and_stops_in_reverse() {
-    let sandbox = sandbox().await;
-    let client = sandbox.client();
-    apply_group(
-        &client,
-        &group("trading").selecting("stack", "trading").build(),
-    )
-    .await;
-    apply(&client, &labelled_chain(&TRADING)).await;
-    wait_running(&client, &TRADING).await;
+    let env = TestEnv::start().await;
+    env.apply_group(&group("trading").selecting("stack", "trading").build())
+        .await;
+    env.apply(&labelled_chain(&TRADING)).await;
+    env.wait_running(&TRADING).await;
 
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        let status = group_status(&client, "trading").await;
-        if status.ready_members == 6 || std::time::Instant::now() > deadline {
-            break status;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let status = wait_for_group(&env, "trading", "6 ready members", |s| s.ready_members == 6).await;
     assert_eq!(status.ready.as_deref(), Some("6/6"));
     assert_eq!(status.total_members, 6);
     assert_eq!(status.phase.as_deref(), Some("Running"));
@@ -68,28 +57,23 @@ async fn a_group_starts_in_order_reports_its_waves_and_stops_in_reverse() {
         .find(|c| c.type_ == group_condition::GRAPH_VALID)
         .expect("GraphValid");
     assert_eq!(valid.status, "True");
-    assert_started_in_order(&sandbox.cluster.writes(), &chain_dependencies(&TRADING));
+    env.history()
+        .await
+        .assert_started_in_order(&chain_dependencies(&TRADING));
 
-    let api: Api<PlatformGroup> = Api::namespaced(client.clone(), TEST_NAMESPACE);
-    let params = PatchParams {
-        field_manager: Some(USER.into()),
-        ..Default::default()
-    };
-    api.patch(
-        "trading",
-        &params,
-        &Patch::Merge(json!({"spec": {"desiredState": "Stopped"}})),
-    )
-    .await
-    .expect("group stopped");
-    let done = wait_for(
-        &client,
-        "Stopped",
-        Duration::from_secs(30),
-        all_in(Phase::Stopped, &TRADING),
-    )
-    .await;
-    let order: Vec<String> = stops(&sandbox.cluster.writes())
+    env.patch_group_spec("trading", json!({"desiredState": "Stopped"}))
+        .await;
+    let done = env
+        .wait_for(
+            "Stopped",
+            Duration::from_secs(30),
+            all_in(Phase::Stopped, &TRADING),
+        )
+        .await;
+    let order: Vec<String> = env
+        .history()
+        .await
+        .stops()
         .into_iter()
         .map(|(_, n)| n)
         .collect();
@@ -103,13 +87,12 @@ async fn a_group_starts_in_order_reports_its_waves_and_stops_in_reverse() {
             .as_deref(),
         Some("PlatformGroup/trading: spec.desiredState is Stopped")
     );
-    sandbox.shutdown().await;
+    env.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn members_inherit_group_defaults_they_do_not_set() {
-    let sandbox = sandbox().await;
-    let client = sandbox.client();
+    let env = TestEnv::start().await;
     let defaults = GroupDefaults {
         shutdown: Some(ShutdownSettings {
             grace_period_seconds: Some(45),
@@ -117,8 +100,7 @@ async fn members_inherit_group_defaults_they_do_not_set() {
         }),
         ..Default::default()
     };
-    apply_group(
-        &client,
+    env.apply_group(
         &group("g")
             .selecting("stack", "trading")
             .defaults(defaults)
@@ -130,14 +112,11 @@ async fn members_inherit_group_defaults_they_do_not_set() {
         grace_period_seconds: Some(5),
         timeout_seconds: None,
     });
-    apply(
-        &client,
-        &[platform("inherits").label("stack", "trading").build(), own],
-    )
-    .await;
-    wait_running(&client, &["inherits", "own"]).await;
-    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
-        Api::namespaced(client.clone(), TEST_NAMESPACE);
+    env.apply(&[platform("inherits").label("stack", "trading").build(), own])
+        .await;
+    env.wait_running(&["inherits", "own"]).await;
+    let deployments: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
+        kube::Api::namespaced(env.client(), env.namespace());
     let grace = |name: &'static str| {
         let deployments = deployments.clone();
         async move {
@@ -152,16 +131,14 @@ async fn members_inherit_group_defaults_they_do_not_set() {
     };
     assert_eq!(grace("inherits").await, Some(45), "from the group");
     assert_eq!(grace("own").await, Some(5), "the member's own value wins");
-    sandbox.shutdown().await;
+    env.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_concurrent_starts_and_ordering_edges_are_honoured() {
-    let sandbox = sandbox().await;
-    let client = sandbox.client();
+    let env = TestEnv::start().await;
     let names: Vec<String> = (0..5).map(|i| format!("w{i}")).collect();
-    apply_group(
-        &client,
+    env.apply_group(
         &group("g")
             .selecting("stack", "trading")
             .max_concurrent_starts(2)
@@ -169,6 +146,10 @@ async fn max_concurrent_starts_and_ordering_edges_are_honoured() {
             .build(),
     )
     .await;
+    // The operator must know the group before its members arrive: Platforms and groups come
+    // on separate watches, and a member reconciled before its group's ADDED event is delivered
+    // starts ungated (no limit, no ordering edge). Reported; not what this test is about.
+    wait_for_group(&env, "g", "the group observed", |s| s.phase.is_some()).await;
     let members: Vec<_> = names
         .iter()
         .map(|n| {
@@ -178,19 +159,18 @@ async fn max_concurrent_starts_and_ordering_edges_are_honoured() {
                 .build()
         })
         .collect();
-    apply(&client, &members).await;
+    env.apply(&members).await;
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    wait_for(
-        &client,
+    env.wait_for(
         "Running",
         Duration::from_secs(60),
         all_in(Phase::Running, &refs),
     )
     .await;
 
-    let writes = sandbox.cluster.writes();
-    let starts = starts(&writes);
-    let ready = first_ready(&writes);
+    let history = env.history().await;
+    let starts = history.starts();
+    let ready = history.first_ready();
     // At any start, fewer than two others may have started without being Ready yet.
     for (name, at) in &starts {
         let starting = starts
@@ -201,65 +181,63 @@ async fn max_concurrent_starts_and_ordering_edges_are_honoured() {
             .count();
         assert!(
             starting < 2,
-            "{name} started while {starting} others were starting"
+            "{name} started (version {at}) while {starting} others were starting; starts {starts:?}, first Ready {ready:?}; history:\n{}",
+            history.describe().join("\n")
         );
     }
     assert!(
         ready["w0"] < starts["w4"],
         "the ordering edge w0 → w4 holds"
     );
-    sandbox.shutdown().await;
+    env.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_platform_selected_by_two_groups_is_reported_on_both_and_keeps_running() {
-    let sandbox = sandbox().await;
-    let client = sandbox.client();
-    apply(
-        &client,
-        &[platform("shared")
-            .label("stack", "trading")
-            .label("tier", "core")
-            .build()],
-    )
+    let env = TestEnv::start().await;
+    env.apply(&[platform("shared")
+        .label("stack", "trading")
+        .label("tier", "core")
+        .build()])
+        .await;
+    env.wait_running(&["shared"]).await;
+    // The running group first: when the stopped one arrives, the platform is contested.
+    env.apply_group(&group("two").selecting("tier", "core").build())
+        .await;
+    env.apply_group(&group("one").selecting("stack", "trading").stopped().build())
+        .await;
+    let reported = |s: &PlatformGroupStatus, other: &str| {
+        s.graph_errors
+            .iter()
+            .any(|e| e.contains("shared") && e.contains(other))
+    };
+    let one = wait_for_group(&env, "one", "the conflict reported on group one", |s| {
+        reported(s, "two")
+    })
     .await;
-    wait_running(&client, &["shared"]).await;
-    apply_group(
-        &client,
-        &group("one").selecting("stack", "trading").stopped().build(),
-    )
+    wait_for_group(&env, "two", "the conflict reported on group two", |s| {
+        reported(s, "one")
+    })
     .await;
-    apply_group(&client, &group("two").selecting("tier", "core").build()).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let one = group_status(&client, "one").await;
-        let two = group_status(&client, "two").await;
-        let reported = |s: &platform_operator::crd::PlatformGroupStatus, other: &str| {
-            s.graph_errors
-                .iter()
-                .any(|e| e.contains("shared") && e.contains(other))
-        };
-        if reported(&one, "two") && reported(&two, "one") {
-            let valid = one
-                .conditions
-                .iter()
-                .find(|c| c.type_ == group_condition::GRAPH_VALID)
-                .expect("GraphValid");
-            assert_eq!(valid.status, "False");
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "conflict not reported: {one:?} {two:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let current = platforms(&client).await;
+    let valid = one
+        .conditions
+        .iter()
+        .find(|c| c.type_ == group_condition::GRAPH_VALID)
+        .expect("GraphValid");
+    assert_eq!(valid.status, "False");
+    // The stopped group would have stopped it by now.
+    env.let_time_pass(Duration::from_secs(10)).await;
+    let current = env.platforms().await;
     assert_eq!(
         phase(&current["shared"]),
         Some(Phase::Running),
         "the stopped group does not apply to a contested platform"
     );
-    sandbox.shutdown().await;
+    let history = env.history().await;
+    assert!(
+        history.stops().is_empty(),
+        "the contested platform was scaled down: {:?}",
+        history.describe()
+    );
+    env.shutdown().await;
 }

@@ -1,5 +1,6 @@
 //! `kubectl` (Debian's 1.20 in CI) sees the operator's work: `get` and `wait --for=condition=Ready`.
-//! Skipped, with a printed reason, only when no kubectl is on the PATH.
+//! Uses `PMP_TEST_KUBECTL` if set, else `kubectl` on the PATH; skipped, with a printed reason,
+//! only when there is none.
 
 mod operator_support;
 
@@ -9,6 +10,9 @@ use std::time::Duration;
 use operator_support::*;
 
 fn find_kubectl() -> Option<PathBuf> {
+    if let Some(kubectl) = std::env::var_os("PMP_TEST_KUBECTL").filter(|k| !k.is_empty()) {
+        return Some(PathBuf::from(kubectl));
+    }
     std::env::split_paths(&std::env::var_os("PATH")?)
         .map(|d| d.join("kubectl"))
         .find(|c| c.is_file())
@@ -20,21 +24,22 @@ async fn kubectl_waits_for_ready_platforms() {
         eprintln!("SKIPPED: kubectl is not installed (CI installs Debian's kubernetes-client)");
         return;
     };
-    let sandbox = sandbox().await;
-    let client = sandbox.client();
-    let dir = std::env::temp_dir().join(format!("pmp-kubectl-{}", std::process::id()));
+    let env = TestEnv::start().await;
+    let dir = std::env::temp_dir().join(format!("pmp-kubectl-{}", env.namespace()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let kubeconfig = dir.join("config");
-    sandbox
-        .cluster
-        .write_kubeconfig(&kubeconfig)
-        .expect("kubeconfig");
-    apply(&client, &chain(&["db", "app"], "1s")).await;
+    let kubeconfig = env.kubeconfig(&dir);
+    env.apply(&chain(&["db", "app"], "1s")).await;
 
-    let run = |args: Vec<&'static str>| {
+    let namespace = env.namespace().to_string();
+    let run = |args: Vec<&str>| {
         let kubectl = kubectl.clone();
         let kubeconfig = kubeconfig.clone();
         let cache = dir.join("cache");
+        let args: Vec<String> = args
+            .into_iter()
+            .map(String::from)
+            .chain(["-n".to_string(), namespace.clone()])
+            .collect();
         async move {
             let output = tokio::process::Command::new(kubectl)
                 .arg("--kubeconfig")
@@ -57,8 +62,6 @@ async fn kubectl_waits_for_ready_platforms() {
         "wait",
         "--for=condition=Ready",
         "platforms/app",
-        "-n",
-        "default",
         "--timeout=60s",
     ])
     .await;
@@ -67,14 +70,12 @@ async fn kubectl_waits_for_ready_platforms() {
     let (ok, out, err) = run(vec![
         "get",
         "plat",
-        "-n",
-        "default",
         "-o",
         "jsonpath={.items[*].status.phase}",
     ])
     .await;
     assert!(ok, "kubectl get failed: {err}");
     assert_eq!(out.trim(), "Running Running");
-    sandbox.shutdown().await;
+    env.shutdown().await;
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -1,4 +1,4 @@
-//! Ordered shutdown and deletion against the simulated cluster.
+//! Ordered shutdown and deletion.
 
 mod operator_support;
 
@@ -9,13 +9,12 @@ use kube::api::DeleteParams;
 use operator_support::*;
 use platform_operator::controller::model::FINALIZER;
 use platform_operator::crd::{Phase, Platform};
-use platform_operator::fixtures::TEST_NAMESPACE;
 use serde_json::json;
 
-/// Asserts the stop writes came in reverse chain order and that each platform was scaled down
-/// only after every pod of its dependent was gone.
-fn assert_stopped_in_reverse(writes: &[pmp_sim::WriteRecord]) {
-    let stops = stops(writes);
+/// Asserts the stops came in reverse chain order and that each platform was scaled down only
+/// after every pod of its dependent was gone.
+fn assert_stopped_in_reverse(history: &History) {
+    let stops = history.stops();
     let order: Vec<&str> = stops.iter().map(|(_, n)| n.as_str()).collect();
     let expected: Vec<&str> = TRADING.iter().rev().copied().collect();
     assert_eq!(
@@ -24,40 +23,33 @@ fn assert_stopped_in_reverse(writes: &[pmp_sim::WriteRecord]) {
     );
     for pair in TRADING.windows(2) {
         let (dependency, dependent) = (pair[0], pair[1]);
-        let dependent_gone = pods_gone(writes, dependent).expect("dependent pods removed");
-        let dependency_stop = stops
-            .iter()
-            .find(|(_, n)| n == dependency)
-            .map(|(s, _)| *s)
-            .expect("stopped");
+        let dependent_gone = history
+            .pods_gone(dependent)
+            .expect("dependent pods removed");
+        let dependency_stop = history.stop_of(dependency).expect("stopped");
         assert!(
             dependent_gone < dependency_stop,
-            "{dependency} scaled down (write {dependency_stop}) before {dependent}'s pods were gone (write {dependent_gone})"
+            "{dependency} scaled down (version {dependency_stop}) before {dependent}'s pods were gone (version {dependent_gone})"
         );
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopping_the_root_stops_its_dependents_first_in_reverse_order() {
-    let sandbox = sandbox().await;
-    let client = sandbox.client();
-    apply(&client, &chain(&TRADING, "500ms")).await;
-    wait_running(&client, &TRADING).await;
+    let env = TestEnv::start().await;
+    env.apply(&chain(&TRADING, "500ms")).await;
+    env.wait_running(&TRADING).await;
 
-    patch_spec(
-        &client,
-        "market-data-service",
-        json!({"desiredState": "Stopped"}),
-    )
-    .await;
-    let done = wait_for(
-        &client,
-        "all Stopped",
-        Duration::from_secs(30),
-        all_in(Phase::Stopped, &TRADING),
-    )
-    .await;
-    assert_stopped_in_reverse(&sandbox.cluster.writes());
+    env.patch_spec("market-data-service", json!({"desiredState": "Stopped"}))
+        .await;
+    let done = env
+        .wait_for(
+            "all Stopped",
+            Duration::from_secs(30),
+            all_in(Phase::Stopped, &TRADING),
+        )
+        .await;
+    assert_stopped_in_reverse(&env.history().await);
 
     let cascade = done["position-management"].status.clone().expect("status");
     assert_eq!(
@@ -75,28 +67,22 @@ async fn stopping_the_root_stops_its_dependents_first_in_reverse_order() {
     assert!(root.history.iter().any(|h| h.action == "Stop"));
 
     // And back: starting the root brings the stack up again in order.
-    patch_spec(
-        &client,
-        "market-data-service",
-        json!({"desiredState": "Running"}),
-    )
-    .await;
-    wait_for(
-        &client,
+    env.patch_spec("market-data-service", json!({"desiredState": "Running"}))
+        .await;
+    env.wait_for(
         "Running again",
         Duration::from_secs(30),
         all_in(Phase::Running, &TRADING),
     )
     .await;
-    sandbox.shutdown().await;
+    env.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_platform_with_dependents_follows_the_shutdown_order() {
-    let sandbox = sandbox().await;
-    let client = sandbox.client();
-    apply(&client, &chain(&TRADING, "500ms")).await;
-    let running = wait_running(&client, &TRADING).await;
+    let env = TestEnv::start().await;
+    env.apply(&chain(&TRADING, "500ms")).await;
+    let running = env.wait_running(&TRADING).await;
     assert!(
         running["market-data-service"]
             .metadata
@@ -106,13 +92,12 @@ async fn deleting_a_platform_with_dependents_follows_the_shutdown_order() {
             .any(|f| f == FINALIZER)
     );
 
-    let api: Api<Platform> = Api::namespaced(client.clone(), TEST_NAMESPACE);
+    let api: Api<Platform> = Api::namespaced(env.client(), env.namespace());
     api.delete("market-data-service", &DeleteParams::default())
         .await
         .expect("delete accepted");
     let rest = &TRADING[1..];
-    wait_for(
-        &client,
+    env.wait_for(
         "root gone, others stopped",
         Duration::from_secs(30),
         |platforms| {
@@ -127,30 +112,20 @@ async fn deleting_a_platform_with_dependents_follows_the_shutdown_order() {
     )
     .await;
 
-    let writes = sandbox.cluster.writes();
-    assert_stopped_in_reverse(&writes);
-    let root_stop = stops(&writes)
-        .iter()
-        .find(|(_, n)| n == "market-data-service")
-        .map(|(s, _)| *s)
+    let history = env.history().await;
+    assert_stopped_in_reverse(&history);
+    let root_stop = history
+        .stop_of("market-data-service")
         .expect("root stopped");
-    let finalizer_removed = writes
-        .iter()
-        .filter(|w| {
-            w.actor == platform_operator::controller::FIELD_MANAGER
-                && w.resource.plural == "platforms"
-                && w.name == "market-data-service"
-        })
-        .filter(|w| {
-            w.subresource.is_none() && w.object.pointer("/metadata/deletionTimestamp").is_some()
-        })
-        .map(|w| w.seq)
-        .max()
-        .expect("finalizer removal written");
-    let root_pods_gone = pods_gone(&writes, "market-data-service").expect("root pods gone");
+    let finalizer_removed = history
+        .finalizer_removed("market-data-service")
+        .expect("finalizer removed");
+    let root_pods_gone = history
+        .pods_gone("market-data-service")
+        .expect("root pods gone");
     assert!(
         root_stop < finalizer_removed && root_pods_gone < finalizer_removed,
-        "the finalizer is removed at the end"
+        "the finalizer is removed at the end (stop {root_stop}, pods gone {root_pods_gone}, finalizer removed {finalizer_removed})"
     );
-    sandbox.shutdown().await;
+    env.shutdown().await;
 }

@@ -1,4 +1,4 @@
-//! Ordered startup against the simulated cluster.
+//! Ordered startup.
 
 mod operator_support;
 
@@ -11,27 +11,26 @@ use platform_operator::fixtures::platform;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_trading_stack_comes_up_strictly_in_order() {
-    let sandbox = sandbox().await;
-    let client = sandbox.client();
-    apply(&client, &chain(&TRADING, "1s")).await;
-    let done = wait_for(
-        &client,
-        "the trading stack Running",
-        Duration::from_secs(30),
-        all_in(Phase::Running, &TRADING),
-    )
-    .await;
+    let env = TestEnv::start().await;
+    env.apply(&chain(&TRADING, "1s")).await;
+    let done = env
+        .wait_for(
+            "the trading stack Running",
+            Duration::from_secs(30),
+            all_in(Phase::Running, &TRADING),
+        )
+        .await;
     for name in TRADING {
         let (ready, _) = condition(&done[name], "Ready").expect("Ready condition");
         assert_eq!(ready, "True", "{name} Ready");
     }
-    let writes = sandbox.cluster.writes();
-    assert_started_in_order(&writes, &chain_dependencies(&TRADING));
-    let starts = starts(&writes);
+    let history = env.history().await;
+    history.assert_started_in_order(&chain_dependencies(&TRADING));
+    let starts = history.starts();
     let order: Vec<&str> = {
-        let mut by_seq: Vec<(&u64, &String)> = starts.iter().map(|(n, s)| (s, n)).collect();
-        by_seq.sort();
-        by_seq.into_iter().map(|(_, n)| n.as_str()).collect()
+        let mut by_rv: Vec<(&u64, &String)> = starts.iter().map(|(n, s)| (s, n)).collect();
+        by_rv.sort();
+        by_rv.into_iter().map(|(_, n)| n.as_str()).collect()
     };
     assert_eq!(order, TRADING.to_vec());
     let waves: Vec<Option<i32>> = TRADING
@@ -39,13 +38,12 @@ async fn the_trading_stack_comes_up_strictly_in_order() {
         .map(|n| done[*n].status.as_ref().and_then(|s| s.startup_wave))
         .collect();
     assert_eq!(waves, (0..6).map(Some).collect::<Vec<_>>());
-    sandbox.shutdown().await;
+    env.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_wave_starts_in_parallel() {
-    let sandbox = sandbox().await;
-    let client = sandbox.client();
+    let env = TestEnv::start().await;
     let slow = "4s";
     let mut stack = vec![
         platform("root")
@@ -66,20 +64,19 @@ async fn each_wave_starts_in_parallel() {
             .depends_on(wide.iter().map(String::as_str))
             .build(),
     );
-    apply(&client, &stack).await;
+    env.apply(&stack).await;
     let mut all: Vec<&str> = wide.iter().map(String::as_str).collect();
     all.extend(["root", "join"]);
-    wait_for(
-        &client,
+    env.wait_for(
         "the diamond Running",
         Duration::from_secs(30),
         all_in(Phase::Running, &all),
     )
     .await;
 
-    let writes = sandbox.cluster.writes();
-    let starts = starts(&writes);
-    let ready = first_ready(&writes);
+    let history = env.history().await;
+    let starts = history.starts();
+    let ready = history.first_ready();
     let last_wide_start = wide.iter().map(|n| starts[n]).max().expect("starts");
     let first_wide_ready = wide.iter().map(|n| ready[n]).min().expect("ready");
     assert!(
@@ -91,6 +88,6 @@ async fn each_wave_starts_in_parallel() {
         .map(|n| (n.clone(), vec!["root".to_string()]))
         .chain([("join".to_string(), wide.clone())])
         .collect();
-    assert_started_in_order(&writes, &dependencies);
-    sandbox.shutdown().await;
+    history.assert_started_in_order(&dependencies);
+    env.shutdown().await;
 }

@@ -550,16 +550,17 @@ async fn owned_objects_are_garbage_collected_after_their_platform() {
 }
 
 #[tokio::test]
-async fn a_quantity_the_crd_admits_can_still_fail_the_deployment() {
+async fn a_quantity_that_no_deployment_could_carry_is_refused_at_admission() {
     let Some(env) = real_support::env().await else {
         return;
     };
     env.install_crds().await;
     let ns = env.namespace("quantity").await;
-    // The CRD's resources schema (int-or-string, no pattern) admits any string, as `plan` does.
-    let owner = create_platform(
-        &env.client,
-        &platform("web")
+    // Without the CRD's quantity pattern the Platform was admitted and then every Deployment
+    // the operator built from it failed to convert (500 "quantities must match ..."), forever.
+    let api: Api<Platform> = Api::namespaced(env.client.clone(), &ns.name);
+    let mut body = serde_json::to_value(
+        platform("web")
             .namespace(&ns.name)
             .with_spec(|spec| {
                 spec.resources = Some(
@@ -569,18 +570,20 @@ async fn a_quantity_the_crd_admits_can_still_fail_the_deployment() {
             })
             .build(),
     )
-    .await;
-    let deployment =
-        build_deployment(&owner, &effective_settings(&owner, None), 1, None).expect("built");
-    let deployments: Api<Deployment> = Api::namespaced(env.client.clone(), &ns.name);
-    let refused = deployments
-        .patch("web", &operator_apply(), &Patch::Apply(&deployment))
+    .expect("serializable");
+    body["apiVersion"] = "pmp.dev/v1alpha1".into();
+    body["kind"] = "Platform".into();
+    let refused = api
+        .patch(
+            "web",
+            &PatchParams::apply("real-test").force(),
+            &Patch::Apply(&body),
+        )
         .await
-        .expect_err("the Deployment's quantity does not parse");
-    // Not a 422 with causes: the apply fails converting the object, as an internal error.
-    assert_eq!(status_code(&refused), 500, "{refused}");
+        .expect_err("the quantity is refused");
+    assert_eq!(status_code(&refused), 422, "{refused}");
     assert!(
-        refused.to_string().contains("quantities must match"),
+        refused.to_string().contains("spec.resources.requests.cpu"),
         "{refused}"
     );
 }

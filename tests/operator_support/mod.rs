@@ -1,36 +1,32 @@
-//! Helpers for the operator's integration tests: a sandbox (simulated API server, workloads and
-//! the operator), applying fixtures as a user would, waiting on conditions, and reading the
-//! simulator's write history.
-#![allow(dead_code)]
+//! Helpers for the operator's integration tests, on the simulator or on a real cluster (see
+//! [`env`]): applying fixtures as a user would (into the test's namespace), waiting on what the
+//! watches show, and the facts of the recorded history ([`history`]).
+#![allow(dead_code, unused_imports)]
+
+mod env;
+mod history;
+mod recorder;
+mod view;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
-use kube::{Client, ResourceExt};
 use serde_json::Value;
 
 use platform_operator::controller::FIELD_MANAGER;
 use platform_operator::crd::{Phase, Platform, PlatformGroup};
-use platform_operator::fixtures::{PlatformBuilder, TEST_NAMESPACE, platform};
-use platform_sandbox::{Sandbox, SandboxConfig};
-use pmp_sim::{WriteRecord, WriteVerb};
+use platform_operator::fixtures::{PlatformBuilder, platform};
+use pmp_sim::WriteRecord;
 
-/// Simulated seconds per real second in these tests.
-pub const SPEED: f64 = 20.0;
+pub use env::{KUBECONFIG_VAR, SPEED, TestEnv, real_kubeconfig};
+pub use history::{History, condition_true, managers_changed};
+pub use recorder::{Action, Change, Kind};
+pub use view::View;
+
 /// Field manager of the "user" applying manifests.
 pub const USER: &str = "kubectl-test";
-
-pub async fn sandbox() -> Sandbox {
-    let mut sandbox = Sandbox::start(SandboxConfig {
-        speed: SPEED,
-        ..SandboxConfig::default()
-    })
-    .await
-    .expect("sandbox starts");
-    sandbox.start_operator().expect("operator starts");
-    sandbox
-}
 
 /// The trading stack: six platforms, each depending on the previous one.
 pub const TRADING: [&str; 6] = [
@@ -57,62 +53,130 @@ pub fn chain(names: &[&str], ready_after: &str) -> Vec<Platform> {
         .collect()
 }
 
-pub async fn apply(client: &Client, platforms: &[Platform]) {
-    let api: Api<Platform> = Api::namespaced(client.clone(), TEST_NAMESPACE);
-    for platform in platforms {
-        let mut body = serde_json::to_value(platform).expect("serializable");
+pub fn chain_dependencies(names: &[&str]) -> BTreeMap<String, Vec<String>> {
+    names
+        .windows(2)
+        .map(|w| (w[1].to_string(), vec![w[0].to_string()]))
+        .collect()
+}
+
+impl TestEnv {
+    /// Server-side applies each platform into the test's namespace, as a user would.
+    pub async fn apply(&self, platforms: &[Platform]) {
+        let api: Api<Platform> = Api::namespaced(self.client(), self.namespace());
+        for platform in platforms {
+            let mut body = serde_json::to_value(platform).expect("serializable");
+            body["apiVersion"] = "pmp.dev/v1alpha1".into();
+            body["kind"] = "Platform".into();
+            body["metadata"]["namespace"] = self.namespace().into();
+            api.patch(
+                &platform.name_any(),
+                &PatchParams::apply(USER).force(),
+                &Patch::Apply(body),
+            )
+            .await
+            .expect("platform applied");
+        }
+    }
+
+    pub async fn apply_group(&self, group: &PlatformGroup) {
+        let api: Api<PlatformGroup> = Api::namespaced(self.client(), self.namespace());
+        let mut body = serde_json::to_value(group).expect("serializable");
         body["apiVersion"] = "pmp.dev/v1alpha1".into();
-        body["kind"] = "Platform".into();
+        body["kind"] = "PlatformGroup".into();
+        body["metadata"]["namespace"] = self.namespace().into();
         api.patch(
-            &platform.name_any(),
+            &group.name_any(),
             &PatchParams::apply(USER).force(),
             &Patch::Apply(body),
         )
         .await
-        .expect("platform applied");
+        .expect("group applied");
+    }
+
+    /// Merge-patches a Platform as a user would.
+    pub async fn patch_platform(&self, name: &str, patch: Value) {
+        let api: Api<Platform> = Api::namespaced(self.client(), self.namespace());
+        api.patch(name, &user_merge(), &Patch::Merge(patch))
+            .await
+            .expect("platform patched");
+    }
+
+    /// Merge-patches a Platform's spec as a user would.
+    pub async fn patch_spec(&self, name: &str, spec: Value) {
+        self.patch_platform(name, serde_json::json!({ "spec": spec }))
+            .await;
+    }
+
+    /// Merge-patches a PlatformGroup's spec as a user would.
+    pub async fn patch_group_spec(&self, name: &str, spec: Value) {
+        let api: Api<PlatformGroup> = Api::namespaced(self.client(), self.namespace());
+        api.patch(
+            name,
+            &user_merge(),
+            &Patch::Merge(serde_json::json!({ "spec": spec })),
+        )
+        .await
+        .expect("group patched");
+    }
+
+    /// The platforms as the API server lists them now.
+    pub async fn platforms(&self) -> BTreeMap<String, Platform> {
+        let api: Api<Platform> = Api::namespaced(self.client(), self.namespace());
+        api.list(&Default::default())
+            .await
+            .expect("list platforms")
+            .items
+            .into_iter()
+            .map(|p| (p.name_any(), p))
+            .collect()
+    }
+
+    /// Waits until `check` holds on the platforms; panics with `what` after `timeout` (real).
+    pub async fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(&BTreeMap<String, Platform>) -> bool,
+    ) -> BTreeMap<String, Platform> {
+        self.wait_until(what, timeout, |view| {
+            let platforms = view.platforms();
+            check(&platforms).then_some(platforms)
+        })
+        .await
+    }
+
+    /// Waits until every named platform is Running.
+    pub async fn wait_running(&self, names: &[&str]) -> BTreeMap<String, Platform> {
+        self.wait_for(
+            "Running",
+            Duration::from_secs(30),
+            all_in(Phase::Running, names),
+        )
+        .await
     }
 }
 
-pub async fn apply_group(client: &Client, group: &PlatformGroup) {
-    let api: Api<PlatformGroup> = Api::namespaced(client.clone(), TEST_NAMESPACE);
-    let mut body = serde_json::to_value(group).expect("serializable");
-    body["apiVersion"] = "pmp.dev/v1alpha1".into();
-    body["kind"] = "PlatformGroup".into();
-    api.patch(
-        &group.name_any(),
-        &PatchParams::apply(USER).force(),
-        &Patch::Apply(body),
-    )
-    .await
-    .expect("group applied");
-}
-
-/// Merge-patches a Platform as a user would.
-pub async fn patch_platform(client: &Client, name: &str, patch: Value) {
-    let api: Api<Platform> = Api::namespaced(client.clone(), TEST_NAMESPACE);
-    let params = PatchParams {
+fn user_merge() -> PatchParams {
+    PatchParams {
         field_manager: Some(USER.into()),
         ..Default::default()
-    };
-    api.patch(name, &params, &Patch::Merge(patch))
-        .await
-        .expect("platform patched");
+    }
 }
 
-/// Merge-patches a Platform's spec as a user would.
-pub async fn patch_spec(client: &Client, name: &str, spec: Value) {
-    patch_platform(client, name, serde_json::json!({ "spec": spec })).await;
-}
-
-pub async fn platforms(client: &Client) -> BTreeMap<String, Platform> {
-    let api: Api<Platform> = Api::namespaced(client.clone(), TEST_NAMESPACE);
-    api.list(&Default::default())
-        .await
-        .expect("list platforms")
-        .items
-        .into_iter()
-        .map(|p| (p.name_any(), p))
-        .collect()
+/// One line per platform: its phase and status message.
+pub fn describe_platforms(platforms: &BTreeMap<String, Platform>) -> String {
+    platforms
+        .iter()
+        .map(|(n, p)| {
+            format!(
+                "{n}: {:?} {:?}",
+                phase(p),
+                p.status.as_ref().and_then(|s| s.message.clone())
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 pub fn phase(platform: &Platform) -> Option<Phase> {
@@ -129,50 +193,6 @@ pub fn condition(platform: &Platform, type_: &str) -> Option<(String, String)> {
         .map(|c| (c.status.clone(), c.message.clone()))
 }
 
-/// Polls `check` on the platforms until it holds; panics with `what` after `timeout` (real).
-pub async fn wait_for(
-    client: &Client,
-    what: &str,
-    timeout: Duration,
-    check: impl Fn(&BTreeMap<String, Platform>) -> bool,
-) -> BTreeMap<String, Platform> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let current = platforms(client).await;
-        if check(&current) {
-            return current;
-        }
-        if Instant::now() > deadline {
-            let phases: Vec<String> = current
-                .iter()
-                .map(|(n, p)| {
-                    format!(
-                        "{n}: {:?} {:?}",
-                        phase(p),
-                        p.status.as_ref().and_then(|s| s.message.clone())
-                    )
-                })
-                .collect();
-            panic!(
-                "timed out waiting for {what}; platforms:\n{}",
-                phases.join("\n")
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Waits until every named platform is Running.
-pub async fn wait_running(client: &Client, names: &[&str]) -> BTreeMap<String, Platform> {
-    wait_for(
-        client,
-        "Running",
-        Duration::from_secs(30),
-        all_in(Phase::Running, names),
-    )
-    .await
-}
-
 pub fn all_in(phase_wanted: Phase, names: &[&str]) -> impl Fn(&BTreeMap<String, Platform>) -> bool {
     let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
     move |platforms| {
@@ -182,8 +202,9 @@ pub fn all_in(phase_wanted: Phase, names: &[&str]) -> impl Fn(&BTreeMap<String, 
     }
 }
 
-/// Deployment writes by the operator, with the replicas they set, in order.
-pub fn deployment_writes(writes: &[WriteRecord]) -> Vec<(u64, String, i64)> {
+/// Deployment writes by the operator in the simulator's write history, with the replicas they
+/// set, in order (for the tests that run only on the simulator).
+pub fn sim_deployment_writes(writes: &[WriteRecord]) -> Vec<(u64, String, i64)> {
     writes
         .iter()
         .filter(|w| {
@@ -201,88 +222,5 @@ pub fn deployment_writes(writes: &[WriteRecord]) -> Vec<(u64, String, i64)> {
                     .unwrap_or(1),
             )
         })
-        .collect()
-}
-
-/// The first write that scaled each platform's Deployment above zero (its start).
-pub fn starts(writes: &[WriteRecord]) -> BTreeMap<String, u64> {
-    let mut starts = BTreeMap::new();
-    for (seq, name, replicas) in deployment_writes(writes) {
-        if replicas > 0 {
-            starts.entry(name).or_insert(seq);
-        }
-    }
-    starts
-}
-
-/// The writes that scaled each Deployment to zero, in order.
-pub fn stops(writes: &[WriteRecord]) -> Vec<(u64, String)> {
-    deployment_writes(writes)
-        .into_iter()
-        .filter(|(_, _, r)| *r == 0)
-        .map(|(seq, name, _)| (seq, name))
-        .collect()
-}
-
-/// The first operator status write that set each platform's Ready condition to True.
-pub fn first_ready(writes: &[WriteRecord]) -> BTreeMap<String, u64> {
-    let mut ready = BTreeMap::new();
-    for w in writes {
-        if w.resource.plural != "platforms" || w.subresource.as_deref() != Some("status") {
-            continue;
-        }
-        let is_ready = w
-            .object
-            .pointer("/status/conditions")
-            .and_then(Value::as_array)
-            .is_some_and(|c| {
-                c.iter()
-                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
-            });
-        if is_ready {
-            ready.entry(w.name.clone()).or_insert(w.seq);
-        }
-    }
-    ready
-}
-
-/// The last write removing each pod of a platform (its pods are gone after this).
-pub fn pods_gone(writes: &[WriteRecord], platform: &str) -> Option<u64> {
-    writes
-        .iter()
-        .filter(|w| w.resource.plural == "pods" && w.kind() == "Pod")
-        .filter(|w| {
-            w.object
-                .pointer("/metadata/labels/pmp.dev~1platform")
-                .and_then(Value::as_str)
-                == Some(platform)
-        })
-        .filter(|w| w.verb == WriteVerb::Delete)
-        .map(|w| w.seq)
-        .max()
-}
-
-/// Checks that no platform was started before all its dependencies were Ready.
-pub fn assert_started_in_order(
-    writes: &[WriteRecord],
-    dependencies: &BTreeMap<String, Vec<String>>,
-) {
-    let starts = starts(writes);
-    let ready = first_ready(writes);
-    for (name, start) in &starts {
-        for dependency in dependencies.get(name).into_iter().flatten() {
-            let dependency_ready = ready.get(dependency).copied().unwrap_or(u64::MAX);
-            assert!(
-                dependency_ready < *start,
-                "{name} was started (write {start}) before its dependency {dependency} was Ready (write {dependency_ready})"
-            );
-        }
-    }
-}
-
-pub fn chain_dependencies(names: &[&str]) -> BTreeMap<String, Vec<String>> {
-    names
-        .windows(2)
-        .map(|w| (w[1].to_string(), vec![w[0].to_string()]))
         .collect()
 }
