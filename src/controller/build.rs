@@ -56,16 +56,7 @@ pub fn build_deployment(
         .ok_or(Error::MissingMetadata("metadata.name"))?;
     let selector: BTreeMap<String, String> = [(PLATFORM_LABEL.to_string(), name.clone())].into();
 
-    let mut template = match &platform.spec.template {
-        Some(template) => parse_template(template)?,
-        None => PodTemplateSpec {
-            metadata: None,
-            spec: Some(PodSpec {
-                containers: vec![simple_container(platform)?],
-                ..Default::default()
-            }),
-        },
-    };
+    let mut template = pod_template(platform)?;
     let pod_meta = template.metadata.get_or_insert_with(Default::default);
     let labels = pod_meta.labels.get_or_insert_with(BTreeMap::new);
     labels.extend(platform.spec.pod_labels.clone());
@@ -94,12 +85,9 @@ pub fn build_deployment(
             ..Default::default()
         });
     }
-    let Some(main) = pod.containers.first_mut() else {
-        return Err(Error::InvalidSpec(
-            "spec.template.spec.containers must have at least one container".into(),
-        ));
-    };
-    decorate_main_container(main, platform, settings);
+    if let Some(main) = pod.containers.first_mut() {
+        decorate_main_container(main, platform, settings);
+    }
 
     let labels: BTreeMap<String, String> = [
         (MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string()),
@@ -159,6 +147,37 @@ pub fn build_config_map(platform: &Platform) -> Result<Option<ConfigMap>, Error>
     };
     stamp_hash(&mut config_map.metadata, &config_map.data)?;
     Ok(Some(config_map))
+}
+
+/// Whether `platform`'s workload can be built, without building it: the check for a platform
+/// that is not due to start yet.
+pub fn check_workload(platform: &Platform) -> Result<(), Error> {
+    pod_template(platform).map(|_| ())
+}
+
+/// The platform's pod template as the user gave it (a full `template`, or one container from
+/// `image` and its companions), with at least one container.
+fn pod_template(platform: &Platform) -> Result<PodTemplateSpec, Error> {
+    let template = match &platform.spec.template {
+        Some(template) => parse_template(template)?,
+        None => PodTemplateSpec {
+            metadata: None,
+            spec: Some(PodSpec {
+                containers: vec![simple_container(platform)?],
+                ..Default::default()
+            }),
+        },
+    };
+    if template
+        .spec
+        .as_ref()
+        .is_none_or(|s| s.containers.is_empty())
+    {
+        return Err(Error::InvalidSpec(
+            "spec.template.spec.containers must have at least one container".into(),
+        ));
+    }
+    Ok(template)
 }
 
 /// The typed pod template, or an error naming the offending field.

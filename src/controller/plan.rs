@@ -14,7 +14,7 @@ use kube::ResourceExt;
 use crate::crd::{Phase, PlatformStatus};
 use crate::graph::NodeKey;
 
-use super::build::{SPEC_HASH_ANNOTATION, build_config_map, build_deployment};
+use super::build::{SPEC_HASH_ANNOTATION, build_config_map, build_deployment, check_workload};
 use super::decide::decide;
 use super::error::Error;
 use super::model::{Action, ActionKind, Decision, FinalizerChange, Observed};
@@ -55,12 +55,8 @@ pub fn plan(observed: &Observed) -> Plan {
     let mut decision = decide(observed);
     let mut config_map = None;
     let mut deployment = None;
-    // A platform waiting for its dependencies has its workload checked already, so that a
-    // spec that can never start says so now rather than when its turn comes.
-    let check_only = decision.replicas.is_none() && decision.phase == Phase::WaitingForDependencies;
-    if let Some(replicas) = decision.replicas.or(check_only.then_some(0)) {
+    if let Some(replicas) = decision.replicas {
         match desired_workload(observed, &decision, replicas) {
-            Ok(_) if check_only => {}
             Ok((wanted_config, wanted_deployment)) => {
                 config_map = wanted_config.filter(|c| {
                     observed.config_map_hash.as_ref() != c.annotations().get(SPEC_HASH_ANNOTATION)
@@ -74,6 +70,11 @@ pub fn plan(observed: &Observed) -> Plan {
             }
             Err(error) => invalid_workload(observed, &mut decision, &error),
         }
+    } else if decision.phase == Phase::WaitingForDependencies
+        && let Err(error) = check_workload(&observed.platform)
+    {
+        // A spec that can never start says so now rather than when its turn comes.
+        invalid_workload(observed, &mut decision, &error);
     }
 
     let status = next_status(observed, &decision);

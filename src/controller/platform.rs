@@ -1,6 +1,7 @@
 //! The Platform reconcile: observe (one snapshot) → plan (pure: decide, build, status) →
 //! execute (the only step that writes, then commits its bookkeeping).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -62,13 +63,15 @@ async fn execute(ctx: &Context, observed: &Observed, plan: Plan) -> Result<Reque
 
     let platform = &observed.platform;
     let mut versions = vec![platform.metadata.resource_version.clone()];
-    let mut latest = platform.clone();
+    // The object later writes are based on: the observed one, unless the finalizer write
+    // replaced it (no copy on the common path).
+    let mut latest = Cow::Borrowed(platform);
     if plan.finalizer == Some(FinalizerChange::Add)
         && let Some(updated) = change_finalizer(ctx, &latest, FinalizerChange::Add).await?
     {
-        latest = updated;
         ctx.own_writes
-            .remember_platform(key, versions.clone(), latest.clone());
+            .remember_platform(key, versions.clone(), updated.clone());
+        latest = Cow::Owned(updated);
         versions.push(latest.metadata.resource_version.clone());
     }
     if let Some(config_map) = &plan.config_map {

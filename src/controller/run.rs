@@ -363,17 +363,13 @@ fn group_events(
     writer: Writer<PlatformGroup>,
     mut tap: GroupTap,
 ) -> impl Stream<Item = Result<PlatformGroup, watcher::Error>> + Send {
-    watched(api, writer, watcher::Config::default(), trim_group)
+    watched(api, writer, watcher::Config::default(), trim::group)
         .inspect(move |event| {
             if let Ok(event) = event {
                 tap.observe(event);
             }
         })
         .touched_objects()
-}
-
-fn trim_group(group: &mut PlatformGroup) {
-    group.metadata.managed_fields = None;
 }
 
 /// A watch with backoff that keeps `writer`'s cache, as raw events (re-lists included); the

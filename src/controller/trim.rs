@@ -9,7 +9,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use crate::crd::Platform;
+use crate::crd::{Platform, PlatformGroup};
 
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
@@ -22,6 +22,10 @@ fn trim_meta(meta: &mut ObjectMeta) {
 
 pub fn platform(platform: &mut Platform) {
     trim_meta(&mut platform.metadata);
+}
+
+pub fn group(group: &mut PlatformGroup) {
+    trim_meta(&mut group.metadata);
 }
 
 pub fn deployment(deployment: &mut Deployment) {

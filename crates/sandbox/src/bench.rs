@@ -399,13 +399,7 @@ fn first_ready_writes(writes: &[WriteRecord]) -> BTreeMap<String, Instant> {
 }
 
 fn is_ready(object: &Value) -> bool {
-    object
-        .pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .is_some_and(|c| {
-            c.iter()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True")
-        })
+    is_condition_true(object, "Ready")
 }
 
 /// For every platform with dependencies: time from its last dependency's Ready transition to
@@ -549,14 +543,5 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 /// Peak resident memory of this process (operator and simulator together), from
 /// `/proc/self/status`; 0 where that file does not exist.
 fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
+    process::status_kib("self", "VmHWM:").map_or(0.0, |kib| kib / 1024.0)
 }

@@ -265,12 +265,8 @@ impl SimCluster {
         &self.core.clock
     }
 
-    /// Requests the API server has received so far (any verb, any client).
-    pub fn requests(&self) -> u64 {
-        self.app.requests.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// A reader of [`SimCluster::requests`] that can move into another task.
+    /// A reader of the number of requests the API server has received so far (any verb, any
+    /// client), that can move into another task.
     pub fn request_counter(&self) -> impl Fn() -> u64 + Send + Sync + 'static {
         let app = self.app.clone();
         move || app.requests.load(std::sync::atomic::Ordering::Relaxed)

@@ -91,7 +91,7 @@ impl Sampler {
                     }
                 }
                 samples.peak_sockets = samples.peak_sockets.max(sockets(pid));
-                if let Some(peak) = status_kib(pid, "VmHWM:") {
+                if let Some(peak) = status_kib(&pid.to_string(), "VmHWM:") {
                     samples.peak_rss_mb = peak / 1024.0;
                 }
                 if let Some(cpu) = cpu_seconds(pid) {
@@ -110,8 +110,9 @@ impl Sampler {
     }
 }
 
-fn status_kib(pid: u32, field: &str) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+/// A `kB` field of `/proc/<process>/status` (`process`: a pid, or `self`).
+pub(super) fn status_kib(process: &str, field: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{process}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with(field))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
