@@ -141,7 +141,11 @@ impl Operator {
         let group_stream = group_events(
             scoped(&client, namespace),
             writers.groups,
-            GroupTap::new(ctx.clone(), fanout.related_tx.clone()),
+            GroupTap::new(
+                ctx.clone(),
+                fanout.related_tx.clone(),
+                fanout.groups_tx.clone(),
+            ),
         );
         let platform_controller = platform_controller(
             &client,

@@ -140,21 +140,28 @@ pub fn platform_of_pod(pod: &Pod) -> Option<NodeKey> {
     Some(NodeKey::new(pod.namespace()?, platform.clone()))
 }
 
-/// Keeps the topology current for group changes and queues the members a change concerns:
-/// those selected before it and after it.
+/// Keeps the topology current for group changes and queues what a change concerns: the
+/// members selected before it and after it, and the other groups that claim (or claimed) a
+/// member together with it, whose status reports the conflict.
 pub struct GroupTap {
     ctx: Arc<Context>,
     related_tx: mpsc::UnboundedSender<ObjectRef<Platform>>,
+    groups_tx: mpsc::UnboundedSender<ObjectRef<PlatformGroup>>,
     /// The generation of each group as last seen (what shapes membership and defaults).
     generations: HashMap<NodeKey, Option<i64>>,
     relisting: HashSet<NodeKey>,
 }
 
 impl GroupTap {
-    pub fn new(ctx: Arc<Context>, related_tx: mpsc::UnboundedSender<ObjectRef<Platform>>) -> Self {
+    pub fn new(
+        ctx: Arc<Context>,
+        related_tx: mpsc::UnboundedSender<ObjectRef<Platform>>,
+        groups_tx: mpsc::UnboundedSender<ObjectRef<PlatformGroup>>,
+    ) -> Self {
         Self {
             ctx,
             related_tx,
+            groups_tx,
             generations: HashMap::new(),
             relisting: HashSet::new(),
         }
@@ -191,29 +198,44 @@ impl GroupTap {
     }
 
     fn queue_members(&self, group: &NodeKey, shaped: bool) {
-        let mut members = group_members(&self.ctx, group);
+        let (mut members, mut rivals) = group_members(&self.ctx, group);
         if shaped {
             self.ctx.topology_changed();
-            members.extend(group_members(&self.ctx, group));
+            let (after, rivals_after) = group_members(&self.ctx, group);
+            members.extend(after);
+            rivals.extend(rivals_after);
         }
         for member in members {
             let _ = self
                 .related_tx
                 .unbounded_send(ObjectRef::new(&member.name).within(&member.namespace));
         }
+        for rival in rivals {
+            let _ = self
+                .groups_tx
+                .unbounded_send(ObjectRef::new(&rival.name).within(&rival.namespace));
+        }
     }
 }
 
-/// Members of a group, and the platforms it claims in conflict with another group.
-fn group_members(ctx: &Context, group: &NodeKey) -> BTreeSet<NodeKey> {
+/// Members of a group (with the platforms it claims in conflict with another group), and
+/// the other groups of those conflicts.
+fn group_members(ctx: &Context, group: &NodeKey) -> (BTreeSet<NodeKey>, BTreeSet<NodeKey>) {
     let topology = ctx.topology();
-    let members = topology.membership.members.get(group).into_iter().flatten();
-    let conflicted = topology
+    let mut members: BTreeSet<NodeKey> = topology
         .membership
-        .conflicts_of(group)
+        .members
+        .get(group)
         .into_iter()
-        .map(|(k, _)| k);
-    members.cloned().chain(conflicted).collect()
+        .flatten()
+        .cloned()
+        .collect();
+    let mut rivals = BTreeSet::new();
+    for (platform, others) in topology.membership.conflicts_of(group) {
+        members.insert(platform);
+        rivals.extend(others);
+    }
+    (members, rivals)
 }
 
 /// The dependents and dependencies of `changed` (and, under a start limit, its fellow group
