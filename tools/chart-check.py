@@ -1,0 +1,194 @@
+#!/usr/bin/env python3
+"""Lints charts/platform-operator with the Helm CLI and checks what it renders, per values set:
+every document parses, the kinds are exactly the expected ones, the Deployment runs the
+operator hardened and with the expected command line, the RBAC has no wildcard, the trading
+stack values render the objects of deploy/examples/trading-stack.yaml, and values the chart
+must refuse are refused.
+
+    tools/chart-check.py --helm PATH
+"""
+
+import argparse
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+CHART = ROOT / "charts" / "platform-operator"
+NAMESPACE = "platform-operator-system"
+# The lowest Kubernetes version the chart claims (Chart.yaml kubeVersion), and a current one.
+KUBE_VERSIONS = ("1.25.0", "1.36.3")
+
+OPERATOR = {"ServiceAccount": 1, "ClusterRole": 1, "ClusterRoleBinding": 1, "Service": 1, "Deployment": 1}
+STACK = {"Namespace": 1, "PlatformGroup": 1, "Platform": 6}
+
+# name -> (values files, --set flags, expected kinds, expected extra operator arguments)
+CASES = {
+    "default": ([], [], OPERATOR, []),
+    "dev": (["values-dev.yaml"], [], OPERATOR, []),
+    "prod": (["values-prod.yaml"], [], {**OPERATOR, "ServiceMonitor": 1, "NetworkPolicy": 1},
+             ["--kube-qps", "500", "--kube-burst", "1000", "--concurrency", "64"]),
+    "trading-stack": (["values-prod.yaml", "examples/values-trading-stack.yaml"], [],
+                      {**OPERATOR, "ServiceMonitor": 1, "NetworkPolicy": 1, **STACK},
+                      ["--kube-qps", "500", "--kube-burst", "1000", "--concurrency", "64"]),
+    "watch-namespace": ([], ["watchNamespace=trading"],
+                        {"ServiceAccount": 1, "Role": 1, "RoleBinding": 1, "ClusterRole": 1,
+                         "ClusterRoleBinding": 1, "Service": 1, "Deployment": 1},
+                        ["--namespace", "trading"]),
+    # The shape for the step that brings leader election: two replicas and a budget.
+    "leader-election": ([], ["replicas=2", "leaderElection.enabled=true"],
+                        {**OPERATOR, "PodDisruptionBudget": 1}, ["--leader-elect"]),
+}
+
+# Values the chart must refuse, and a part of the reason Helm must give.
+REFUSED = {
+    "two replicas without leader election": (["replicas=2"], "leaderElection.enabled"),
+    "unauthenticated REST API": (["api.auth=none"], "/api/auth"),
+    "a misspelt value": (["replica=2"], "replica"),
+}
+
+BASE_ARGS = ["run", "--log-format", "LOG_FORMAT", "--probe-addr", "0.0.0.0:8081",
+             "--api-addr", "0.0.0.0:8080", "--api-auth", "kubernetes"]
+
+
+def helm(binary, *args):
+    return subprocess.run([binary, *args], capture_output=True, text=True)
+
+
+def value_flags(files, sets):
+    flags = []
+    for file in files:
+        flags += ["-f", str(CHART / file)]
+    for assignment in sets:
+        flags += ["--set", assignment]
+    return flags
+
+
+class Checker:
+    def __init__(self):
+        self.failures = []
+
+    def expect(self, condition, message):
+        if not condition:
+            self.failures.append(message)
+        return condition
+
+
+def check_deployment(check, case, deployment, extra_args, log_format):
+    spec = deployment["spec"]["template"]["spec"]
+    pod = spec.get("securityContext", {})
+    check.expect(pod.get("runAsNonRoot") is True, f"{case}: pod runAsNonRoot")
+    check.expect(pod.get("seccompProfile", {}).get("type") == "RuntimeDefault", f"{case}: seccomp RuntimeDefault")
+    (container,) = spec["containers"]
+    sc = container.get("securityContext", {})
+    check.expect(sc.get("readOnlyRootFilesystem") is True, f"{case}: readOnlyRootFilesystem")
+    check.expect(sc.get("allowPrivilegeEscalation") is False, f"{case}: allowPrivilegeEscalation false")
+    check.expect(sc.get("capabilities", {}).get("drop") == ["ALL"], f"{case}: capabilities drop ALL")
+    resources = container.get("resources", {})
+    check.expect(resources.get("requests") and resources.get("limits"), f"{case}: resource requests and limits")
+    probes = {(p["httpGet"]["path"], p["httpGet"]["port"])
+              for p in (container.get("livenessProbe"), container.get("readinessProbe")) if p}
+    check.expect(probes == {("/healthz", "probes"), ("/readyz", "probes")}, f"{case}: probes {probes}")
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    check.expect(ports == {"http": 8080, "probes": 8081}, f"{case}: container ports {ports}")
+    want = [a.replace("LOG_FORMAT", log_format) for a in BASE_ARGS] + extra_args
+    check.expect(container["args"] == want, f"{case}: args {container['args']}, want {want}")
+    env = {e["name"]: e for e in container.get("env", [])}
+    check.expect(env.get("POD_NAME", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name",
+                 f"{case}: POD_NAME from the downward API")
+    check.expect("RUST_LOG" in env, f"{case}: RUST_LOG set")
+    labels = deployment["metadata"]["labels"]
+    for key in ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/version",
+                "app.kubernetes.io/component", "app.kubernetes.io/part-of", "app.kubernetes.io/managed-by"):
+        check.expect(key in labels, f"{case}: Deployment label {key}")
+
+
+def check_rbac(check, case, documents):
+    for doc in documents:
+        if doc["kind"] not in ("ClusterRole", "Role"):
+            continue
+        for rule in doc["rules"]:
+            for field in ("apiGroups", "resources", "verbs"):
+                check.expect("*" not in rule.get(field, []), f"{case}: wildcard in {doc['kind']} {field}")
+            check.expect("secrets" not in rule["resources"], f"{case}: {doc['kind']} grants secrets")
+            check.expect("leases" not in rule["resources"], f"{case}: {doc['kind']} grants leases")
+
+
+def check_stack(check, documents):
+    """The stack rendered from examples/values-trading-stack.yaml is deploy/examples/trading-stack.yaml."""
+    example = [d for d in yaml.safe_load_all((ROOT / "deploy" / "examples" / "trading-stack.yaml").read_text()) if d]
+
+    def key(doc):
+        meta = doc["metadata"]
+        labels = {k: v for k, v in (meta.get("labels") or {}).items()
+                  if not k.startswith(("app.kubernetes.io/", "helm.sh/"))}
+        return (doc["kind"], meta.get("namespace"), meta["name"],
+                yaml.safe_dump(labels, sort_keys=True), yaml.safe_dump(doc.get("spec"), sort_keys=True))
+
+    stack_kinds = ("Namespace", "Platform", "PlatformGroup")
+    rendered = sorted(key(d) for d in documents if d["kind"] in stack_kinds)
+    wanted = sorted(key(d) for d in example if d["kind"] in stack_kinds)
+    check.expect(rendered == wanted,
+                 "trading-stack: rendered stack differs from deploy/examples/trading-stack.yaml: "
+                 + ", ".join(f"{k[0]} {k[2]}" for k in set(rendered) ^ set(wanted)))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--helm", required=True)
+    args = parser.parse_args()
+    check = Checker()
+
+    for case, (files, sets, kinds, extra_args) in CASES.items():
+        flags = value_flags(files, sets)
+        for kube in KUBE_VERSIONS:
+            lint = helm(args.helm, "lint", "--strict", "--kube-version", kube, str(CHART), *flags)
+            check.expect(lint.returncode == 0, f"{case}: helm lint --strict (Kubernetes {kube}):\n{lint.stdout}{lint.stderr}")
+        out = helm(args.helm, "template", "platform-operator", str(CHART), "--namespace", NAMESPACE, *flags)
+        if not check.expect(out.returncode == 0, f"{case}: helm template: {out.stderr}"):
+            continue
+        try:
+            documents = [d for d in yaml.safe_load_all(out.stdout) if d is not None]
+        except yaml.YAMLError as error:
+            check.expect(False, f"{case}: rendered YAML does not parse: {error}")
+            continue
+        for doc in documents:
+            check.expect(isinstance(doc, dict) and doc.get("apiVersion") and doc.get("kind")
+                         and doc.get("metadata", {}).get("name"),
+                         f"{case}: a document without apiVersion, kind or name: {str(doc)[:120]}")
+        found = Counter(d["kind"] for d in documents)
+        check.expect(found == Counter(kinds), f"{case}: kinds {dict(found)}, want {kinds}")
+        values = {}
+        for file in files:
+            values.update(yaml.safe_load((CHART / file).read_text()) or {})
+        log_format = values.get("logFormat", "json")
+        for deployment in (d for d in documents if d["kind"] == "Deployment"):
+            check_deployment(check, case, deployment, extra_args, log_format)
+        check_rbac(check, case, documents)
+        if case == "trading-stack":
+            check_stack(check, documents)
+        print(f"chart-check: {case}: {len(documents)} documents: "
+              + ", ".join(f"{n} {k}" for k, n in sorted(found.items())))
+
+    crds = helm(args.helm, "template", "platform-operator", str(CHART), "--include-crds")
+    crd_names = sorted(d["metadata"]["name"] for d in yaml.safe_load_all(crds.stdout)
+                       if d and d["kind"] == "CustomResourceDefinition")
+    check.expect(crd_names == ["platformgroups.pmp.dev", "platforms.pmp.dev"], f"CRDs shipped: {crd_names}")
+
+    for what, (sets, reason) in REFUSED.items():
+        out = helm(args.helm, "template", "platform-operator", str(CHART), *value_flags([], sets))
+        check.expect(out.returncode != 0 and reason in out.stderr,
+                     f"refused: {what} ({' '.join(sets)}) was not refused naming {reason}: {out.stderr.strip()[:300]}")
+        if out.returncode != 0:
+            print(f"chart-check: refused {what}")
+
+    for failure in check.failures:
+        print(f"FAIL: {failure}", file=sys.stderr)
+    sys.exit(1 if check.failures else 0)
+
+
+if __name__ == "__main__":
+    main()
