@@ -2,7 +2,7 @@
 CARGO ?= cargo
 BENCH_DIR ?= bench-results
 
-.PHONY: build test test-real lint fmt crds yaml-lint tools ci ci-real bench bench-graph bench-startup bench-scale testenv-build testenv testenv-down
+.PHONY: build test test-real lint fmt crds yaml-lint tools ci ci-real packaging helm manifests manifests-check chart-check gitops-check bench bench-graph bench-startup bench-scale testenv-build testenv testenv-down
 
 # Both binaries: platform-operator (run, plan, crds) and platform-sandbox (sandbox, bench).
 build:
@@ -29,22 +29,46 @@ crds:
 
 yaml-lint:
 	@command -v yamllint >/dev/null || { echo "yamllint is not installed: apt-get install yamllint (or pip install yamllint)" >&2; exit 1; }
-	yamllint --strict -c .yamllint.yaml crds deploy testenv/stages testenv/node.yaml
+	yamllint --strict -c .yamllint.yaml crds deploy charts tools/gitops-check/fixtures-stack.yaml testenv/stages testenv/node.yaml
 
 # Fails at once, naming what is missing, rather than after a long build.
 tools:
 	@missing=""; \
-	for tool in cargo rustfmt cargo-clippy yamllint go; do \
+	for tool in cargo rustfmt cargo-clippy yamllint go python3; do \
 	  command -v $$tool >/dev/null || missing="$$missing $$tool"; \
 	done; \
 	if [ -n "$$missing" ]; then \
-	  echo "missing:$$missing. Install: rustup component add rustfmt clippy; apt-get install yamllint; Go from https://go.dev/dl (or run .ci/run, which installs what it can)" >&2; \
+	  echo "missing:$$missing. Install: rustup component add rustfmt clippy; apt-get install yamllint python3-yaml; Go from https://go.dev/dl (or run .ci/run, which installs what it can)" >&2; \
 	  exit 1; \
 	fi
+	@python3 -c 'import yaml' 2>/dev/null || { echo "missing: PyYAML for python3 (apt-get install python3-yaml, or pip install pyyaml)" >&2; exit 1; }
 
 # The whole suite on both clusters: the simulator (cargo test), then the real control plane
 # (built from Go modules, started for the run and stopped after it, also when tests fail).
-ci: tools lint yaml-lint test ci-real
+ci: tools lint yaml-lint packaging test ci-real
+
+# Packaging: the Helm chart linted and rendered per environment, the generated files
+# (chart CRDs, deploy/operator/, the argocd-cm snippet) in sync, and the Argo CD and Flux
+# health checks run on the operator's recorded status. A few seconds once helm is built.
+packaging: chart-check manifests-check gitops-check
+
+# The Helm CLI, built from the module pinned in tools/helm/ (first time about 1.5-3 min),
+# cached in target/tools/helm/<hash>/; `make helm` prints its path.
+helm:
+	@tools/helm/build.sh
+
+chart-check:
+	helm="$$(tools/helm/build.sh)" && tools/chart-check.py --helm "$$helm"
+
+# Re-renders the generated files after a chart, crds/ or health-script change.
+manifests:
+	helm="$$(tools/helm/build.sh)" && tools/render.py --helm "$$helm"
+
+manifests-check:
+	helm="$$(tools/helm/build.sh)" && tools/render.py --helm "$$helm" --check
+
+gitops-check:
+	cd tools/gitops-check && go run -mod=readonly . -root ../..
 
 ci-real: testenv-build
 	testenv/up.sh
