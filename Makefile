@@ -2,7 +2,7 @@
 CARGO ?= cargo
 BENCH_DIR ?= bench-results
 
-.PHONY: build test test-real lint fmt crds yaml-lint tools ci ci-real packaging helm manifests manifests-check chart-check gitops-check bench bench-graph bench-startup bench-scale testenv-build testenv testenv-down
+.PHONY: build test test-real lint fmt crds openapi yaml-lint tools ci ci-real packaging helm manifests manifests-check chart-check chart-install-check gitops-check bench bench-graph bench-startup bench-scale testenv-build testenv testenv-down
 
 # Both binaries: platform-operator (run, plan, crds) and platform-sandbox (sandbox, bench).
 build:
@@ -22,6 +22,11 @@ lint:
 
 fmt:
 	$(CARGO) fmt --all
+
+# Regenerates docs/openapi.json from the REST API's handlers (a test fails when it drifts).
+openapi:
+	mkdir -p docs
+	$(CARGO) run -p platform-operator --locked --quiet -- openapi > docs/openapi.json
 
 # Regenerates crds/ from the Rust types (a test fails when they drift apart).
 crds:
@@ -72,7 +77,13 @@ gitops-check:
 
 ci-real: testenv-build
 	testenv/up.sh
-	status=0; $(MAKE) test-real || status=$$?; testenv/down.sh; exit $$status
+	status=0; $(MAKE) test-real || status=$$?; $(MAKE) chart-install-check || status=$$?; testenv/down.sh; exit $$status
+
+# The chart installed into the running control plane (make testenv) with the prod and
+# trading-stack values; the operator runs as the chart's ServiceAccount (about 30 s).
+chart-install-check:
+	$(CARGO) build -p platform-operator --locked --quiet
+	tools/chart-install-check.sh
 
 bench: bench-graph bench-startup
 
