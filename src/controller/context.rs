@@ -65,6 +65,33 @@ pub struct Topology {
 }
 
 impl Topology {
+    /// The topology of these objects.
+    pub fn of(platforms: &[Arc<Platform>], groups: &[Arc<PlatformGroup>]) -> Topology {
+        let graph = build_graph(
+            platforms.iter().map(AsRef::as_ref),
+            groups.iter().map(AsRef::as_ref),
+        );
+        let membership = membership(
+            platforms.iter().map(AsRef::as_ref),
+            groups.iter().map(AsRef::as_ref),
+        );
+        let by_key: HashMap<NodeKey, Arc<Platform>> = platforms
+            .iter()
+            .map(|p| (key_of(p.as_ref()), p.clone()))
+            .collect();
+        let groups_by_key: HashMap<NodeKey, Arc<PlatformGroup>> = groups
+            .iter()
+            .map(|g| (key_of(g.as_ref()), g.clone()))
+            .collect();
+        let stop_causes = stop_causes(&graph, &by_key, &membership, &groups_by_key);
+        Topology {
+            graph,
+            membership,
+            groups: groups_by_key.into_iter().collect(),
+            stop_causes,
+        }
+    }
+
     /// The group a platform belongs to, if exactly one claims it.
     pub fn group_of(&self, platform: &NodeKey) -> Option<&Arc<PlatformGroup>> {
         self.membership
@@ -87,6 +114,8 @@ pub struct Context {
     pub own_writes: OwnWrites,
     /// Whether each controller makes progress (for `/healthz`).
     pub health: Health,
+    /// Counters and gauges for `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
     topology: Mutex<Option<(u64, Arc<Topology>)>>,
     /// Bumped by the watch taps whenever a change can reshape the topology.
     topology_version: AtomicU64,
@@ -121,6 +150,7 @@ impl Context {
             field_manager: super::FIELD_MANAGER.to_string(),
             own_writes: OwnWrites::default(),
             health: Health::default(),
+            metrics: Arc::default(),
             topology: Mutex::new(None),
             topology_version: AtomicU64::new(1),
             pod_index: Mutex::new(HashMap::new()),
@@ -193,31 +223,10 @@ impl Context {
         {
             return topology.clone();
         }
-        let platforms = self.stores.platforms.state();
-        let groups = self.stores.groups.state();
-        let graph = build_graph(
-            platforms.iter().map(AsRef::as_ref),
-            groups.iter().map(AsRef::as_ref),
-        );
-        let membership = membership(
-            platforms.iter().map(AsRef::as_ref),
-            groups.iter().map(AsRef::as_ref),
-        );
-        let by_key: HashMap<NodeKey, Arc<Platform>> = platforms
-            .iter()
-            .map(|p| (key_of(p.as_ref()), p.clone()))
-            .collect();
-        let groups_by_key: HashMap<NodeKey, Arc<PlatformGroup>> = groups
-            .iter()
-            .map(|g| (key_of(g.as_ref()), g.clone()))
-            .collect();
-        let stop_causes = stop_causes(&graph, &by_key, &membership, &groups_by_key);
-        let topology = Arc::new(Topology {
-            graph,
-            membership,
-            groups: groups_by_key.into_iter().collect(),
-            stop_causes,
-        });
+        let topology = Arc::new(Topology::of(
+            &self.stores.platforms.state(),
+            &self.stores.groups.state(),
+        ));
         *cached = Some((version, topology.clone()));
         topology
     }

@@ -74,7 +74,7 @@ pub fn observe(ctx: &Context, platform: &Platform, key: &NodeKey) -> Observed {
         deployment: ctx.fresh_deployment(key).map(|d| deployment_state(&d)),
         config_map_hash: config_map_hash(ctx, key),
         pods: ctx.pod_count(key),
-        block: block_message(graph, key),
+        block: graph.block_message(key),
         wave: graph.wave_of(key),
         dependencies,
         dependents,
@@ -177,20 +177,6 @@ pub fn deployment_state(deployment: &Deployment) -> DeploymentState {
             .as_ref()
             .and_then(|a| a.get(SPEC_HASH_ANNOTATION).cloned()),
         restarted_at: template_annotations.and_then(|a| a.get(RESTART_ANNOTATION).cloned()),
-    }
-}
-
-/// The block reason, with the underlying problem when the block is inherited.
-fn block_message(graph: &crate::graph::Graph, key: &NodeKey) -> Option<String> {
-    let reason = graph.block_reason(key)?;
-    match graph.root_cause(key) {
-        Some((root, root_reason)) if root != key => Some(format!(
-            "{}; {} is {}",
-            reason.message(),
-            root.name,
-            root_reason.message()
-        )),
-        _ => Some(reason.message()),
     }
 }
 

@@ -335,6 +335,20 @@ impl Graph {
         None
     }
 
+    /// Why `key` is blocked, with the underlying problem when the block is inherited.
+    pub fn block_message(&self, key: &NodeKey) -> Option<String> {
+        let reason = self.block_reason(key)?;
+        match self.root_cause(key) {
+            Some((root, root_reason)) if root != key => Some(format!(
+                "{}; {} is {}",
+                reason.message(),
+                root.name,
+                root_reason.message()
+            )),
+            _ => Some(reason.message()),
+        }
+    }
+
     /// Where a direct dependency `dependent → dependency` comes from, if that edge exists.
     pub fn edge_kind(&self, dependent: &NodeKey, dependency: &NodeKey) -> Option<EdgeKind> {
         let (a, b) = (self.index_of(dependent)?, self.index_of(dependency)?);
