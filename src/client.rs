@@ -44,14 +44,14 @@ pub fn throttled_client(
 
 /// A token bucket.
 #[derive(Debug, Clone)]
-struct Bucket {
+pub(crate) struct Bucket {
     limit: RateLimit,
     tokens: f64,
     refilled: Instant,
 }
 
 impl Bucket {
-    fn new(limit: RateLimit) -> Self {
+    pub(crate) fn new(limit: RateLimit) -> Self {
         Self {
             limit,
             tokens: f64::from(limit.burst.max(1)),
@@ -59,8 +59,13 @@ impl Bucket {
         }
     }
 
+    /// How long since the bucket was last drawn from.
+    pub(crate) fn idle_for(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.refilled)
+    }
+
     /// Takes a token, or says how long until one is there.
-    fn take(&mut self, now: Instant) -> Result<(), Duration> {
+    pub(crate) fn take(&mut self, now: Instant) -> Result<(), Duration> {
         if self.limit.qps <= 0.0 {
             return Ok(());
         }

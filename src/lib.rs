@@ -5,6 +5,7 @@
 //! - [`crd`]: the custom resource types (no logic beyond defaults and validation rules);
 //! - [`graph`]: pure dependency logic (validation, waves, closures, critical path);
 //! - [`controller`]: the reconcilers (observe → plan (pure) → execute);
+//! - [`api`]: the HTTP server: probes, metrics and the REST API for legacy callers;
 //! - [`client`]: the kube client with a client-side rate limit (QPS and burst);
 //! - [`schema`]: API-server-style validation, shared by `plan` and the simulated cluster.
 //!
@@ -19,6 +20,7 @@ pub mod fixtures;
 pub mod graph;
 pub mod logging;
 pub mod manifest;
+pub mod metrics;
 pub mod plan;
 pub mod schema;
 pub mod stack;

@@ -42,6 +42,8 @@ enum Command {
     },
     /// Run the operator against the cluster of the current kube config (or in-cluster).
     Run(commands::RunArgs),
+    /// Print the REST API's OpenAPI 3.1 document (committed as docs/openapi.json).
+    Openapi,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -55,6 +57,13 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Crds { out_dir } => write_crds(out_dir),
         Command::Run(args) => commands::run(args),
+        Command::Openapi => match platform_operator::api::openapi().to_pretty_json() {
+            Ok(json) => {
+                println!("{json}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => fail(&format!("failed to render the OpenAPI document: {error}")),
+        },
         Command::Plan {
             files,
             output,

@@ -17,7 +17,7 @@ use super::error::{Error, kube_error};
 use super::model::{
     Action, FINALIZER, FinalizerChange, RESTART_ANNOTATION, RESTART_DEPENDENTS_ANNOTATION,
 };
-use super::status::OPERATOR_ACTOR;
+use super::status::actor_of;
 
 fn apply_params(ctx: &Context) -> PatchParams {
     PatchParams::apply(&ctx.field_manager).force()
@@ -163,7 +163,7 @@ pub async fn audit(ctx: &Context, platform: &Platform, action: &Action) {
     tracing::info!(
         target: "audit",
         action = action.kind.as_str(),
-        actor = OPERATOR_ACTOR,
+        actor = actor_of(platform, action.kind),
         namespace = platform.namespace().unwrap_or_default(),
         platform = platform.name_any(),
         reason = action.reason.as_str(),

@@ -16,6 +16,11 @@ pub const RESTART_ANNOTATION: &str = "pmp.dev/restartedAt";
 /// Annotation on a Platform: `"true"` makes a restart request roll its dependents too, in
 /// order, once this platform is Ready again.
 pub const RESTART_DEPENDENTS_ANNOTATION: &str = "pmp.dev/restartDependents";
+/// Annotation naming the caller of the last control request accepted by the REST API
+/// (`api:<user>`); the actions that request leads to are recorded with it as their actor.
+pub const REQUESTED_BY_ANNOTATION: &str = "pmp.dev/requestedBy";
+/// Annotation with the time of that request (RFC 3339, whole seconds).
+pub const REQUESTED_AT_ANNOTATION: &str = "pmp.dev/requestedAt";
 /// Finalizer that makes deletion follow the shutdown order.
 pub const FINALIZER: &str = "pmp.dev/ordered-shutdown";
 
@@ -214,6 +219,14 @@ impl ActionKind {
             ActionKind::ShutdownTimeout => "ShutdownTimeout",
             ActionKind::Failed => "Failed",
         }
+    }
+
+    /// Actions a person asks for (the others are the operator's own reactions).
+    pub fn is_requested(self) -> bool {
+        matches!(
+            self,
+            ActionKind::Start | ActionKind::Stop | ActionKind::Restart | ActionKind::Scale
+        )
     }
 
     /// Warnings are for what a person should look at.

@@ -174,11 +174,15 @@ impl Operator {
                 ctx.clone(),
             );
         let platform_errors = errors.clone();
+        let platform_metrics = ctx.metrics.clone();
         let platform_task = platform_controller.for_each(move |result| {
+            count_reconcile(&platform_metrics, "platform", &result);
             platform_errors.report(FailedKind::Platform, &result);
             future::ready(())
         });
+        let group_metrics = ctx.metrics.clone();
         let group_task = group_controller.for_each(move |result| {
+            count_reconcile(&group_metrics, "platformgroup", &result);
             errors.report(FailedKind::PlatformGroup, &result);
             future::ready(())
         });
@@ -260,6 +264,27 @@ async fn supervised(ctx: Arc<Context>, kind: ControllerKind, task: impl Future<O
     ctx.health.of(kind).mark_started();
     let _guard = EndGuard(ctx.clone(), kind);
     task.await;
+}
+
+/// Counts a finished reconcile by its result: `ok`, the error's category, or `watch` for an
+/// error of the controller's watches.
+fn count_reconcile<K: Resource>(
+    metrics: &crate::metrics::Metrics,
+    controller: &'static str,
+    result: &Result<
+        (ObjectRef<K>, kube::runtime::controller::Action),
+        kube::runtime::controller::Error<super::Error, watcher::Error>,
+    >,
+) {
+    let result = match result {
+        Ok(_) => "ok",
+        Err(kube::runtime::controller::Error::ReconcilerFailed(error, _)) => error.category(),
+        Err(_) => "watch",
+    };
+    metrics
+        .reconciles
+        .get_or_create(&crate::metrics::ReconcileLabels { controller, result })
+        .inc();
 }
 
 async fn until_true(mut rx: watch::Receiver<bool>) {

@@ -5,12 +5,36 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
-use crate::crd::{HISTORY_LIMIT, HistoryEntry, Phase, PlatformStatus, condition};
+use crate::crd::{HISTORY_LIMIT, HistoryEntry, Phase, Platform, PlatformStatus, condition};
 
-use super::model::{ActionKind, Decision, Observed};
+use super::model::{
+    ActionKind, Decision, Observed, REQUESTED_AT_ANNOTATION, REQUESTED_BY_ANNOTATION,
+};
 
 /// The actor recorded for the operator's own decisions.
 pub const OPERATOR_ACTOR: &str = "platform-operator";
+
+/// Who an action is recorded for: the REST caller whose request (the platform's
+/// `pmp.dev/requestedBy` and `pmp.dev/requestedAt` annotations) came after the last recorded
+/// action, for the actions a person asks for; otherwise the operator.
+pub fn actor_of(platform: &Platform, kind: ActionKind) -> String {
+    let annotations = platform.metadata.annotations.as_ref();
+    let requested_by = annotations.and_then(|a| a.get(REQUESTED_BY_ANNOTATION));
+    let requested_at = annotations
+        .and_then(|a| a.get(REQUESTED_AT_ANNOTATION))
+        .and_then(|t| t.parse::<Timestamp>().ok());
+    let last_recorded = platform
+        .status
+        .as_ref()
+        .and_then(|s| s.history.last())
+        .map(|h| h.time.0);
+    match (requested_by, requested_at) {
+        (Some(by), Some(at)) if kind.is_requested() && last_recorded.is_none_or(|t| at >= t) => {
+            by.clone()
+        }
+        _ => OPERATOR_ACTOR.to_string(),
+    }
+}
 
 /// The status after `decision`.
 pub fn next_status(observed: &Observed, decision: &Decision) -> PlatformStatus {
@@ -110,7 +134,7 @@ pub fn next_status(observed: &Observed, decision: &Decision) -> PlatformStatus {
     let mut history = previous.history.clone();
     history.extend(decision.actions.iter().map(|action| HistoryEntry {
         action: action.kind.as_str().to_string(),
-        actor: OPERATOR_ACTOR.to_string(),
+        actor: actor_of(&observed.platform, action.kind),
         reason: action.reason.clone(),
         time: Time(now),
     }));

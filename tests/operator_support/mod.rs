@@ -6,6 +6,7 @@
 mod env;
 mod history;
 mod recorder;
+mod rest;
 mod view;
 
 use std::collections::BTreeMap;
@@ -23,6 +24,7 @@ use pmp_sim::WriteRecord;
 pub use env::{KUBECONFIG_VAR, SPEED, TestEnv, real_kubeconfig};
 pub use history::{History, condition_true, managers_changed};
 pub use recorder::{Action, Change, Kind};
+pub use rest::{Answer, Rest};
 pub use view::View;
 
 /// Field manager of the "user" applying manifests.

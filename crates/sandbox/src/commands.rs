@@ -10,7 +10,8 @@ use clap::Args;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::json;
 
-use platform_operator::api::{self, ApiState};
+use platform_operator::api::auth::AuthMode;
+use platform_operator::api::{self, ApiSettings, ApiState};
 use platform_operator::controller::shutdown_signal;
 use platform_operator::crd::{Phase, Platform};
 use platform_operator::graph;
@@ -33,7 +34,8 @@ pub struct SandboxArgs {
     /// Address of the simulated API server (plain HTTP).
     #[arg(long, default_value = "127.0.0.1:6443")]
     kube_addr: SocketAddr,
-    /// Address of the operator's HTTP server (`/healthz`, `/readyz`).
+    /// Address of the operator's REST API (`/api/v1/...`, `/openapi.json`, `/healthz`,
+    /// `/readyz`, `/metrics`), without authentication: loopback addresses only.
     #[arg(long, default_value = "127.0.0.1:8080")]
     api_addr: SocketAddr,
     /// Where to write the kubeconfig for `kubectl`.
@@ -153,11 +155,24 @@ async fn run_sandbox(args: SandboxArgs, live: bool) -> ExitCode {
         Ok(operator) => operator,
         Err(error) => return fail(&format!("failed to start the operator: {error}")),
     };
-    let state = ApiState::of(operator);
+    if let Err(refused) = AuthMode::None.check_bind(args.api_addr) {
+        return fail(&refused);
+    }
+    let state = ApiState::new(
+        operator.context().clone(),
+        ApiSettings {
+            auth: AuthMode::None,
+            ..ApiSettings::default()
+        },
+    );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(api::serve(args.api_addr, state, async {
+    let server = tokio::spawn(api::serve(args.api_addr, api::router(state), async {
         let _ = stop_rx.await;
     }));
+    println!(
+        "REST API: curl -X POST http://{}/api/v1/platform/market_data_service/control -d '{{\"action\":\"stop\"}}'",
+        args.api_addr
+    );
     let display = Display::spawn(
         sandbox.client(),
         if live {

@@ -33,6 +33,7 @@ impl OperatorProcess {
         let log = std::fs::File::create(log)?;
         Command::new(&self.binary)
             .args(["run", "--log-format", "text", "--probe-addr", "127.0.0.1:0"])
+            .args(["--api-addr", "127.0.0.1:0"])
             .args(["--kube-qps", &self.kube_qps.to_string()])
             .args(["--kube-burst", &self.kube_burst.to_string()])
             .args(["--concurrency", &self.concurrency.to_string()])
@@ -53,7 +54,7 @@ pub struct ProcessSamples {
     /// User + system CPU time, seconds.
     pub cpu_seconds: f64,
     /// Most sockets the process held at once (its connections to the API server, and the
-    /// probe listener).
+    /// probe and REST API listeners).
     pub peak_sockets: usize,
     /// Most API requests (all clients: operator and simulated workloads) in one second.
     pub peak_requests_per_second: f64,

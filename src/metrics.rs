@@ -1,0 +1,184 @@
+//! Prometheus metrics (OpenMetrics text on `/metrics`). Every label is bounded: controllers,
+//! error categories, phases, route templates and status codes; never object names or error
+//! text.
+
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::crd::Phase;
+
+/// The content type of the metrics page.
+pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReconcileLabels {
+    /// `platform` or `platformgroup`.
+    pub controller: &'static str,
+    /// `ok`, or the error's category.
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// The route template, e.g. `/api/v1/platform/{platform_id}/status`.
+    pub route: String,
+    pub method: String,
+    pub code: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabels {
+    pub phase: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionLabels {
+    /// `start`, `stop` or `restart`.
+    pub action: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// The operator's metrics.
+pub struct Metrics {
+    registry: Registry,
+    pub reconciles: Family<ReconcileLabels, Counter>,
+    pub api_requests: Family<RequestLabels, Counter>,
+    pub api_request_seconds: HistogramFamily<RouteLabels>,
+    pub api_control_requests: Family<ActionLabels, Counter>,
+    platforms: Family<PhaseLabels, Gauge>,
+    /// Serialises scrapes: the phase gauges are set from the cache, then encoded.
+    scrape: Mutex<()>,
+}
+
+const PHASES: [Phase; 9] = [
+    Phase::Pending,
+    Phase::WaitingForDependencies,
+    Phase::Starting,
+    Phase::Running,
+    Phase::Degraded,
+    Phase::Stopping,
+    Phase::Stopped,
+    Phase::Failed,
+    Phase::Blocked,
+];
+
+fn latency_histogram() -> Histogram {
+    // 100 µs to ~3 s.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("pmp");
+        let reconciles = Family::<ReconcileLabels, Counter>::default();
+        registry.register(
+            "reconciles",
+            "Reconciles finished, by controller and result (ok or the error category)",
+            reconciles.clone(),
+        );
+        let api_requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "api_requests",
+            "REST API requests, by route template, method and status code",
+            api_requests.clone(),
+        );
+        let api_request_seconds: HistogramFamily<RouteLabels> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "api_request_seconds",
+            "REST API request latency, by route template",
+            api_request_seconds.clone(),
+        );
+        let api_control_requests = Family::<ActionLabels, Counter>::default();
+        registry.register(
+            "api_control_requests",
+            "Control requests accepted by the REST API, by action",
+            api_control_requests.clone(),
+        );
+        let platforms = Family::<PhaseLabels, Gauge>::default();
+        registry.register(
+            "platforms",
+            "Platforms in the operator's cache, by phase",
+            platforms.clone(),
+        );
+        Metrics {
+            registry,
+            reconciles,
+            api_requests,
+            api_request_seconds,
+            api_control_requests,
+            platforms,
+            scrape: Mutex::new(()),
+        }
+    }
+}
+
+impl Metrics {
+    /// The OpenMetrics page, with the platform counts of `phases` (one entry per platform).
+    pub fn render(&self, phases: impl Iterator<Item = Phase>) -> String {
+        let _one_at_a_time = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
+        let mut counts = [0i64; PHASES.len()];
+        for phase in phases {
+            if let Some(i) = PHASES.iter().position(|p| *p == phase) {
+                counts[i] += 1;
+            }
+        }
+        for (phase, count) in PHASES.iter().zip(counts) {
+            self.platforms
+                .get_or_create(&PhaseLabels {
+                    phase: phase.as_str(),
+                })
+                .set(count);
+        }
+        let mut page = String::new();
+        if encode(&mut page, &self.registry).is_err() {
+            tracing::warn!("failed to encode the metrics page");
+        }
+        page
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_counts_platforms_by_phase_and_reconciles_by_result() {
+        let metrics = Metrics::default();
+        metrics
+            .reconciles
+            .get_or_create(&ReconcileLabels {
+                controller: "platform",
+                result: "ok",
+            })
+            .inc();
+        let page = metrics.render([Phase::Running, Phase::Running, Phase::Stopped].into_iter());
+        assert!(
+            page.contains("pmp_platforms{phase=\"Running\"} 2"),
+            "{page}"
+        );
+        assert!(
+            page.contains("pmp_platforms{phase=\"Stopped\"} 1"),
+            "{page}"
+        );
+        assert!(page.contains("pmp_platforms{phase=\"Failed\"} 0"), "{page}");
+        assert!(
+            page.contains("pmp_reconciles_total{controller=\"platform\",result=\"ok\"} 1"),
+            "{page}"
+        );
+        assert!(page.ends_with("# EOF\n"), "{page}");
+    }
+}
