@@ -7,8 +7,10 @@
 //     returned), and compares each result with deploy/argocd/health_test.yaml. It also checks
 //     that deploy/argocd/argocd-cm.yaml carries the scripts unchanged.
 //   - Flux: computes each fixture's status with kstatus (status.Compute from
-//     github.com/fluxcd/cli-utils, which kustomize-controller uses for health checks) and
-//     compares it with deploy/flux/kstatus_test.yaml.
+//     github.com/fluxcd/cli-utils, which kustomize-controller uses for health checks), and
+//     with the healthCheckExprs of the Kustomization in deploy/flux/trading-stack.yaml
+//     evaluated by Flux's own evaluator (github.com/fluxcd/pkg/runtime/cel), and compares
+//     both with deploy/flux/kstatus_test.yaml.
 //
 // Usage, from the repository root: go -C tools/gitops-check run . [-root ../..]
 package main
@@ -20,9 +22,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/fluxcd/cli-utils/pkg/kstatus/status"
+	"github.com/fluxcd/pkg/apis/kustomize"
+	fluxcel "github.com/fluxcd/pkg/runtime/cel"
 	lua "github.com/yuin/gopher-lua"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
@@ -50,6 +55,9 @@ type kstatusTests struct {
 		InputPath string `json:"inputPath"`
 		Status    string `json:"status"`
 		Message   string `json:"message"`
+		// The status with the example Kustomization's healthCheckExprs, or "Error" where
+		// Flux's evaluation fails (a field the expressions read is absent).
+		HealthCheckExprs string `json:"healthCheckExprs"`
 	} `json:"tests"`
 }
 
@@ -238,6 +246,10 @@ func checkFlux(dir string) []error {
 	if len(tests.Tests) == 0 {
 		return []error{errors.New("deploy/flux/kstatus_test.yaml has no tests")}
 	}
+	evaluators, err := exprEvaluators(filepath.Join(dir, "trading-stack.yaml"))
+	if err != nil {
+		return []error{err}
+	}
 	var failures []error
 	for _, test := range tests.Tests {
 		obj, err := readObject(filepath.Join(dir, test.InputPath))
@@ -255,6 +267,58 @@ func checkFlux(dir string) []error {
 		default:
 			fmt.Printf("ok   kstatus %-48s %s: %s\n", test.InputPath, result.Status, result.Message)
 		}
+		evaluator, ok := evaluators[obj.GetKind()]
+		if !ok {
+			failures = append(failures, fmt.Errorf("trading-stack.yaml has no healthCheckExprs for %s", obj.GetKind()))
+			continue
+		}
+		withExprs, err := evaluator.Evaluate(context.Background(), obj)
+		switch {
+		case err != nil && test.HealthCheckExprs == "Error":
+			fmt.Printf("ok   flux healthCheckExprs %-38s Error: %v\n", test.InputPath, err)
+		case err != nil:
+			failures = append(failures, fmt.Errorf("healthCheckExprs on %s: %w", test.InputPath, err))
+		case withExprs.Status.String() != test.HealthCheckExprs:
+			failures = append(failures, fmt.Errorf("healthCheckExprs on %s: got %s, want %s",
+				test.InputPath, withExprs.Status, test.HealthCheckExprs))
+		default:
+			fmt.Printf("ok   flux healthCheckExprs %-38s %s\n", test.InputPath, withExprs.Status)
+		}
 	}
 	return failures
+}
+
+// exprEvaluators reads the healthCheckExprs of the Kustomization users copy, so that what is
+// tested is what is shipped, and builds Flux's evaluator for each kind.
+func exprEvaluators(path string) (map[string]*fluxcel.StatusEvaluator, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	evaluators := map[string]*fluxcel.StatusEvaluator{}
+	for _, document := range strings.Split(string(data), "\n---\n") {
+		var kustomization struct {
+			Kind string `json:"kind"`
+			Spec struct {
+				HealthCheckExprs []kustomize.CustomHealthCheck `json:"healthCheckExprs"`
+			} `json:"spec"`
+		}
+		if err := yaml.Unmarshal([]byte(document), &kustomization); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		if kustomization.Kind != "Kustomization" {
+			continue
+		}
+		for _, check := range kustomization.Spec.HealthCheckExprs {
+			evaluator, err := fluxcel.NewStatusEvaluator(&check.HealthCheckExpressions)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %s: %w", path, check.Kind, err)
+			}
+			evaluators[check.Kind] = evaluator
+		}
+	}
+	if len(evaluators) == 0 {
+		return nil, fmt.Errorf("%s: no Kustomization with healthCheckExprs", path)
+	}
+	return evaluators, nil
 }
