@@ -633,3 +633,205 @@ async fn the_openapi_document_describes_the_served_routes_and_is_committed() {
     }
     env.shutdown().await;
 }
+
+/// A token for a new ServiceAccount `name` in the test's namespace, bound to a Role with
+/// `rules` (real cluster only).
+async fn service_account_token(env: &TestEnv, name: &str, rules: Value) -> String {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    use kube::api::{Api, PostParams};
+    let ns = env.namespace();
+    let create = PostParams::default();
+    let accounts: Api<ServiceAccount> = Api::namespaced(env.client(), ns);
+    let account: ServiceAccount =
+        serde_json::from_value(json!({"metadata": {"name": name}})).expect("account");
+    accounts
+        .create(&create, &account)
+        .await
+        .expect("account created");
+    let roles: Api<Role> = Api::namespaced(env.client(), ns);
+    let role: Role =
+        serde_json::from_value(json!({"metadata": {"name": name}, "rules": rules})).expect("role");
+    roles.create(&create, &role).await.expect("role created");
+    let bindings: Api<RoleBinding> = Api::namespaced(env.client(), ns);
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}],
+    }))
+    .expect("binding");
+    bindings
+        .create(&create, &binding)
+        .await
+        .expect("binding created");
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            expiration_seconds: Some(3600),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    accounts
+        .create_token_request(name, &create, &request)
+        .await
+        .expect("token issued")
+        .status
+        .expect("token status")
+        .token
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_real_cluster_tokens_and_rbac_decide_who_may_control() {
+    if real_kubeconfig().is_none() {
+        eprintln!("skipped on the simulator: it needs real TokenReview, TokenRequest and RBAC");
+        return;
+    }
+    let env = TestEnv::start().await;
+    let controller = service_account_token(
+        &env,
+        "legacy-controller",
+        json!([
+            {"apiGroups": ["pmp.dev"], "resources": ["platforms/control"], "verbs": ["update"]},
+            {"apiGroups": ["pmp.dev"], "resources": ["platforms"], "verbs": ["get"]},
+        ]),
+    )
+    .await;
+    let viewer = service_account_token(
+        &env,
+        "legacy-viewer",
+        json!([{"apiGroups": ["pmp.dev"], "resources": ["platforms"], "verbs": ["get"]}]),
+    )
+    .await;
+    let rest = env
+        .serve_api(ApiSettings {
+            auth: AuthMode::Kubernetes,
+            ..ApiSettings::default()
+        })
+        .await;
+    env.apply(&[platform("a")
+        .pod_annotation("sim.pmp.dev/ready-after", "200ms")
+        .build()])
+        .await;
+    env.wait_running(&["a"]).await;
+    let control = "/api/v1/platform/a/control";
+    let stop = r#"{"action":"stop"}"#;
+
+    rest.post(control, stop)
+        .await
+        .problem(401, "unauthenticated");
+    rest.post_as("not-a-token", control, stop)
+        .await
+        .problem(401, "unauthenticated");
+    let read = rest.get_as(&viewer, "/api/v1/platform/a/status").await;
+    assert_eq!(read.status, 200, "{}", read.text());
+    rest.post_as(&viewer, control, stop)
+        .await
+        .problem(403, "forbidden");
+    let accepted = rest.post_as(&controller, control, stop).await;
+    assert_eq!(accepted.status, 202, "{}", accepted.text());
+    env.wait_for(
+        "a Stopped",
+        Duration::from_secs(60),
+        all_in(Phase::Stopped, &["a"]),
+    )
+    .await;
+    let a = env.platforms().await["a"].clone();
+    let actor = a
+        .status
+        .and_then(|s| s.history.into_iter().find(|h| h.action == "Stop"))
+        .map(|h| h.actor);
+    assert_eq!(
+        actor.as_deref(),
+        Some(
+            format!(
+                "api:system:serviceaccount:{}:legacy-controller",
+                env.namespace()
+            )
+            .as_str()
+        )
+    );
+    env.shutdown().await;
+}
+
+/// Random JSON: scalars, arrays and objects, with the request's own field names and actions
+/// mixed in so that many bodies get past the first checks.
+fn any_json() -> impl proptest::strategy::Strategy<Value = Value> {
+    use proptest::prelude::*;
+    let key = prop_oneof![
+        Just("action".to_string()),
+        Just("config".to_string()),
+        Just("withDependencies".to_string()),
+        Just("withDependents".to_string()),
+        "[a-z_.-]{0,12}",
+    ];
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>().prop_map(|f| json!(f)),
+        prop_oneof![
+            Just("start".to_string()),
+            Just("stop".to_string()),
+            Just("restart".to_string()),
+            ".{0,20}",
+        ]
+        .prop_map(Value::from),
+    ];
+    leaf.prop_recursive(3, 24, 6, move |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+            proptest::collection::btree_map(key.clone(), inner, 0..5)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_a_caller_sends_gets_a_server_error() {
+    use proptest::strategy::{Strategy, ValueTree};
+    use proptest::test_runner::TestRunner;
+    let env = TestEnv::start().await;
+    let rest = env
+        .serve_api(ApiSettings {
+            auth: AuthMode::None,
+            rate_limit: RateLimit { qps: 0.0, burst: 1 },
+            ..ApiSettings::default()
+        })
+        .await;
+    env.apply(&[platform("a")
+        .pod_annotation("sim.pmp.dev/ready-after", "200ms")
+        .build()])
+        .await;
+    env.wait_running(&["a"]).await;
+    let mut runner = TestRunner::deterministic();
+    let bodies = any_json();
+    let raw = proptest::collection::vec(proptest::num::u8::ANY, 0..64);
+    let paths = [
+        "/api/v1/platform/a/control",
+        "/api/v1/groups/a/control",
+        "/api/v1/platform/a/control?namespace=%zz&timeout=%%",
+        "/api/v1/platform/%2e%2e/control",
+    ];
+    for case in 0..300 {
+        let body = if case % 4 == 3 {
+            let bytes = raw.new_tree(&mut runner).expect("bytes").current();
+            String::from_utf8_lossy(&bytes).into_owned()
+        } else {
+            bodies
+                .new_tree(&mut runner)
+                .expect("json")
+                .current()
+                .to_string()
+        };
+        let path = paths[case % paths.len()];
+        let answer = rest.post(path, &body).await;
+        assert!(
+            answer.status < 500,
+            "POST {path} with {body} answered {}: {}",
+            answer.status,
+            answer.text()
+        );
+    }
+    env.shutdown().await;
+}

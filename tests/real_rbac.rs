@@ -1,5 +1,5 @@
 //! RBAC for real: deploy/operator/rbac.yaml names no wildcards and grants exactly what the
-//! operator uses (each use justified below against src/controller); the operator, run
+//! operator uses (each use justified below against src/controller and src/api); the operator, run
 //! in-process as its ServiceAccount, brings the trading stack up in dependency order and
 //! deletes it in reverse order without a single Forbidden; the unprivileged user is refused.
 //! Skips without `PMP_TEST_KUBECONFIG` (see tests/real_support).
@@ -38,7 +38,8 @@ const USED: &[(&str, &str, &[&str], &str)] = &[
         "pmp.dev",
         "platforms",
         &["patch"],
-        "apply.rs change_finalizer (guarded JSON patch) and request_restart (merge patch)",
+        "apply.rs change_finalizer (guarded JSON patch) and request_restart (merge patch); \
+         api/platforms.rs execute: the REST API's control requests (merge patch)",
     ),
     (
         "pmp.dev",
@@ -51,6 +52,12 @@ const USED: &[(&str, &str, &[&str], &str)] = &[
         "platformgroups",
         &["list", "watch"],
         "run.rs group_events: watcher (reflector) over PlatformGroups",
+    ),
+    (
+        "pmp.dev",
+        "platformgroups",
+        &["patch"],
+        "api/groups.rs control_group: the REST API starts or stops a group (merge patch)",
     ),
     (
         "pmp.dev",
@@ -96,6 +103,18 @@ const USED: &[(&str, &str, &[&str], &str)] = &[
         &["create", "patch"],
         "events.rs publish_events: kube's Recorder creates an Event, patches its series on repeats",
     ),
+    (
+        "authentication.k8s.io",
+        "tokenreviews",
+        &["create"],
+        "api/auth.rs review_token: the REST API authenticates its callers' bearer tokens",
+    ),
+    (
+        "authorization.k8s.io",
+        "subjectaccessreviews",
+        &["create"],
+        "api/auth.rs review_access: the REST API authorizes its callers with RBAC",
+    ),
 ];
 
 /// Every (verb, resource) that is checked against the live server: anything here that is not
@@ -136,6 +155,8 @@ const RESOURCES: &[(&str, &str)] = &[
     ("", "nodes"),
     ("events.k8s.io", "events"),
     ("coordination.k8s.io", "leases"),
+    ("authentication.k8s.io", "tokenreviews"),
+    ("authorization.k8s.io", "subjectaccessreviews"),
     ("apiextensions.k8s.io", "customresourcedefinitions"),
     ("rbac.authorization.k8s.io", "clusterroles"),
     ("rbac.authorization.k8s.io", "clusterrolebindings"),
