@@ -7,8 +7,7 @@ use std::time::Duration;
 use clap::Args;
 
 use platform_operator::api::auth::AuthMode;
-use platform_operator::api::platforms::DEFAULT_MAX_WAIT;
-use platform_operator::api::{self, ApiSettings, ApiState, DEFAULT_CALLER_LIMIT};
+use platform_operator::api::{self, ApiSettings, ApiState, DEFAULT_CALLER_LIMIT, DEFAULT_MAX_WAIT};
 use platform_operator::client::{RateLimit, throttled_client};
 use platform_operator::controller::{
     DEFAULT_CONCURRENCY, Operator, OperatorConfig, shutdown_signal,

@@ -835,3 +835,45 @@ async fn nothing_a_caller_sends_gets_a_server_error() {
     }
     env.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn until_the_caches_are_synced_the_api_answers_503() {
+    let Some(mut env) =
+        TestEnv::sim_only("holds the operator's first list with the simulator's fault injection")
+            .await
+    else {
+        return;
+    };
+    env.stop_operator().await;
+    env.sim()
+        .faults()
+        .update(|f| f.hang_paths.push("/apis/pmp.dev/".into()));
+    env.start_operator();
+    let rest = env.serve_api(open_api()).await;
+    rest.get("/api/v1/platforms")
+        .await
+        .problem(503, "not-synced");
+    rest.post("/api/v1/platform/a/control", r#"{"action":"stop"}"#)
+        .await
+        .problem(503, "not-synced");
+    let ready = rest.get("/readyz").await;
+    assert_eq!(ready.status, 503, "{}", ready.text());
+    env.sim().faults().clear();
+    env.kill_operator();
+    env.shutdown().await;
+}
+
+#[test]
+fn run_refuses_an_unauthenticated_api_on_a_reachable_address() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_platform-operator"))
+        .args(["run", "--api-auth", "none", "--api-addr", "0.0.0.0:0"])
+        .env("KUBECONFIG", "/nonexistent")
+        .output()
+        .expect("platform-operator runs");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--api-auth none") && stderr.contains("loopback"),
+        "{stderr}"
+    );
+}

@@ -39,8 +39,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::client::RateLimit;
+use crate::controller::Context;
 use crate::controller::context::is_synced;
-use crate::controller::{Context, Operator};
 use crate::graph::NodeKey;
 use crate::stack::key_of;
 
@@ -69,10 +69,13 @@ impl Default for ApiSettings {
         ApiSettings {
             auth: AuthMode::Kubernetes,
             rate_limit: DEFAULT_CALLER_LIMIT,
-            max_wait: platforms::DEFAULT_MAX_WAIT,
+            max_wait: DEFAULT_MAX_WAIT,
         }
     }
 }
+
+/// How long a `?wait=true` request may wait at most unless configured.
+pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(300);
 
 /// Per caller unless configured: a legacy caller polling a status ten times a second is
 /// served; a runaway loop is held back.
@@ -93,17 +96,6 @@ pub struct ApiState {
 }
 
 impl ApiState {
-    /// The state of the probe server (no API: nothing to authenticate).
-    pub fn of(operator: &Operator) -> Self {
-        Self::new(
-            operator.context().clone(),
-            ApiSettings {
-                auth: AuthMode::None,
-                ..ApiSettings::default()
-            },
-        )
-    }
-
     pub fn new(ctx: Arc<Context>, settings: ApiSettings) -> Self {
         ApiState {
             auth: Arc::new(Authenticator::new(settings.auth, ctx.client.clone())),

@@ -1,7 +1,5 @@
 //! The platform endpoints: control, status, audit trail, list and graph.
 
-use std::time::Duration;
-
 use axum::Extension;
 use axum::Json;
 use axum::body::Bytes;
@@ -25,7 +23,6 @@ use super::control::{
     config_override, parse_request, plan_control,
 };
 use super::graph::{GraphFormat, GraphQuery, GraphView, graph_view, render_dot, render_mermaid};
-use super::lookup::find_platform;
 use super::problem::{ApiError, Problem};
 use super::views::{
     ActionView, PlatformStatusView, PlatformSummary, actions, platform_status, summary,
@@ -110,9 +107,7 @@ pub async fn control(
     let action = Action::parse(&request.action, &PLATFORM_ACTIONS)?;
     let wait = query.wait_limit(state.settings.max_wait)?;
     let config = config_override(request.config.as_ref())?;
-    let snapshot = state.snapshot()?;
-    let platforms: Vec<_> = snapshot.platforms.values().cloned().collect();
-    let target = find_platform(&platforms, &platform_id, query.namespace.as_deref())?;
+    let (snapshot, target) = state.find(&platform_id, query.namespace.as_deref())?;
     state
         .auth
         .authorize(&caller, Permission::control("platforms", &target.namespace))
@@ -487,6 +482,3 @@ pub async fn graph(
             .into_response(),
     })
 }
-
-/// How long a waiting request may wait at most unless configured.
-pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(300);

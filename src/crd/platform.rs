@@ -58,9 +58,10 @@ pub struct PlatformSpec {
     #[serde(default)]
     pub desired_state: DesiredState,
 
-    /// The identifier legacy REST callers use for this platform, e.g. `market_data_service`.
-    /// Unique per namespace by convention. Not acted on yet: it is validated and stored for the
-    /// REST API, which does not exist yet.
+    /// The identifier legacy REST callers use for this platform, e.g. `market_data_service`
+    /// (`POST /api/v1/platform/{platformId}/control`). Unique per namespace by convention; an id
+    /// that matches several platforms is answered with the candidates, and `?namespace=`
+    /// chooses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         length(min = 1, max = 128),

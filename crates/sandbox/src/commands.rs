@@ -11,7 +11,8 @@ use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::json;
 
 use platform_operator::api::auth::AuthMode;
-use platform_operator::api::{self, ApiSettings, ApiState};
+use platform_operator::api::{self, ApiSettings, ApiState, DEFAULT_CALLER_LIMIT};
+use platform_operator::client::RateLimit;
 use platform_operator::controller::shutdown_signal;
 use platform_operator::crd::{Phase, Platform};
 use platform_operator::graph;
@@ -38,6 +39,12 @@ pub struct SandboxArgs {
     /// `/readyz`, `/metrics`), without authentication: loopback addresses only.
     #[arg(long, default_value = "127.0.0.1:8080")]
     api_addr: SocketAddr,
+    /// REST requests per second per caller (0: no limit, e.g. for load tests).
+    #[arg(long, default_value_t = DEFAULT_CALLER_LIMIT.qps)]
+    api_qps: f64,
+    /// REST requests a caller may send at once before `--api-qps` paces them.
+    #[arg(long, default_value_t = DEFAULT_CALLER_LIMIT.burst)]
+    api_burst: u32,
     /// Where to write the kubeconfig for `kubectl`.
     #[arg(long, default_value = "./sandbox.kubeconfig")]
     kubeconfig_out: PathBuf,
@@ -111,6 +118,10 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
 }
 
 pub fn sandbox(args: SandboxArgs) -> ExitCode {
+    // The sandbox's REST API has no authentication, so it may listen on loopback only.
+    if let Err(refused) = AuthMode::None.check_bind(args.api_addr) {
+        return fail(&refused);
+    }
     let live = std::io::stdout().is_terminal();
     // On a terminal the live table owns the screen: only warnings go to the log.
     logging::init(args.log_format, if live { "warn" } else { "info" });
@@ -155,13 +166,14 @@ async fn run_sandbox(args: SandboxArgs, live: bool) -> ExitCode {
         Ok(operator) => operator,
         Err(error) => return fail(&format!("failed to start the operator: {error}")),
     };
-    if let Err(refused) = AuthMode::None.check_bind(args.api_addr) {
-        return fail(&refused);
-    }
     let state = ApiState::new(
         operator.context().clone(),
         ApiSettings {
             auth: AuthMode::None,
+            rate_limit: RateLimit {
+                qps: args.api_qps,
+                burst: args.api_burst,
+            },
             ..ApiSettings::default()
         },
     );
