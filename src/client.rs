@@ -10,11 +10,16 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
 use tower::{Layer, Service};
+
+use crate::controller::leader::Leadership;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Requests per second and burst; `qps <= 0` disables the limit.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -33,13 +38,104 @@ impl RateLimit {
     };
 }
 
-/// Builds a client for `config` whose requests pass the rate limit.
+/// Builds a client for `config` whose requests pass the rate limit, and whose writes pass only
+/// while `leadership` says this instance leads.
+pub fn operator_client(
+    config: kube::Config,
+    limit: RateLimit,
+    leadership: Arc<Leadership>,
+) -> Result<kube::Client, kube::Error> {
+    let builder = kube::client::ClientBuilder::try_from(config)?;
+    Ok(builder
+        .with_layer(&ThrottleLayer::new(limit))
+        .with_layer(&WriteGateLayer::new(leadership))
+        .build())
+}
+
+/// A client for `config` with the rate limit only (for the leader election itself, whose
+/// writes must pass while this instance is not the leader).
 pub fn throttled_client(
     config: kube::Config,
     limit: RateLimit,
 ) -> Result<kube::Client, kube::Error> {
     let builder = kube::client::ClientBuilder::try_from(config)?;
     Ok(builder.with_layer(&ThrottleLayer::new(limit)).build())
+}
+
+/// A write refused because this instance is not the leader.
+#[derive(Debug, thiserror::Error)]
+#[error("not the leader: {method} {path} refused (another replica holds the leader lease)")]
+pub struct NotLeader {
+    pub method: http::Method,
+    pub path: String,
+}
+
+/// Refuses every write while this instance does not lead, at the last moment before it is
+/// sent: a leader that loses its lease stops writing at once, reconciles in flight included.
+/// Reads pass, as do the token and access reviews the REST API asks for (they change nothing).
+#[derive(Debug, Clone)]
+pub struct WriteGateLayer {
+    leadership: Arc<Leadership>,
+}
+
+impl WriteGateLayer {
+    pub fn new(leadership: Arc<Leadership>) -> Self {
+        Self { leadership }
+    }
+}
+
+impl<S> Layer<S> for WriteGateLayer {
+    type Service = WriteGate<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        WriteGate {
+            inner,
+            leadership: self.leadership.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct WriteGate<S> {
+    inner: S,
+    leadership: Arc<Leadership>,
+}
+
+/// Whether a request changes the cluster's state.
+fn is_write<B>(request: &http::Request<B>) -> bool {
+    let reads = [http::Method::GET, http::Method::HEAD, http::Method::OPTIONS];
+    let path = request.uri().path();
+    let review = path.starts_with("/apis/authentication.k8s.io/")
+        || path.starts_with("/apis/authorization.k8s.io/");
+    !reads.contains(request.method()) && !review
+}
+
+impl<S, B> Service<http::Request<B>> for WriteGate<S>
+where
+    S: Service<http::Request<B>>,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+    S::Response: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        if is_write(&request) && !self.leadership.is_leader() {
+            let refused = NotLeader {
+                method: request.method().clone(),
+                path: request.uri().path().to_string(),
+            };
+            return Box::pin(std::future::ready(Err(refused.into())));
+        }
+        let answer = self.inner.call(request);
+        Box::pin(async move { answer.await.map_err(Into::into) })
+    }
 }
 
 /// A token bucket.

@@ -8,9 +8,10 @@ use clap::Args;
 
 use platform_operator::api::auth::AuthMode;
 use platform_operator::api::{self, ApiSettings, ApiState, DEFAULT_CALLER_LIMIT, DEFAULT_MAX_WAIT};
-use platform_operator::client::{RateLimit, throttled_client};
+use platform_operator::client::{RateLimit, operator_client, throttled_client};
 use platform_operator::controller::{
-    DEFAULT_CONCURRENCY, Operator, OperatorConfig, shutdown_signal,
+    DEFAULT_CONCURRENCY, ElectionConfig, Leadership, Operator, OperatorConfig, run_election,
+    shutdown_signal,
 };
 use platform_operator::logging::{self, LogFormat};
 
@@ -54,6 +55,55 @@ pub struct RunArgs {
     /// Requests that may be sent at once before `--kube-qps` paces them.
     #[arg(long, default_value_t = RateLimit::DEFAULT.burst)]
     kube_burst: u32,
+    /// Elect a leader among the replicas through a Lease: only the leader reconciles and
+    /// writes; the others keep their caches warm and serve the REST API's reads.
+    #[arg(long)]
+    leader_elect: bool,
+    /// The Lease's name.
+    #[arg(long, default_value = "platform-operator")]
+    leader_elect_lease_name: String,
+    /// The Lease's namespace (default: `POD_NAMESPACE`, else `platform-operator-system`).
+    #[arg(long)]
+    leader_elect_namespace: Option<String>,
+    /// Seconds a lease stays valid after its last renewal: a dead leader is replaced within it.
+    #[arg(long, default_value_t = 15)]
+    leader_elect_lease_duration_seconds: u64,
+    /// Seconds before expiry the leader renews its lease.
+    #[arg(long, default_value_t = 5)]
+    leader_elect_renew_before_seconds: u64,
+}
+
+impl RunArgs {
+    /// The election this instance takes part in, if any: as `POD_NAME` (else the host name and
+    /// the process id), in `--leader-elect-namespace` or `POD_NAMESPACE`.
+    fn election(&self) -> Result<Option<ElectionConfig>, String> {
+        if !self.leader_elect {
+            return Ok(None);
+        }
+        if self.leader_elect_renew_before_seconds >= self.leader_elect_lease_duration_seconds {
+            return Err(format!(
+                "--leader-elect-renew-before-seconds ({}) must be less than \
+                 --leader-elect-lease-duration-seconds ({})",
+                self.leader_elect_renew_before_seconds, self.leader_elect_lease_duration_seconds
+            ));
+        }
+        let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "platform-operator".to_string());
+            format!("{host}-{}", std::process::id())
+        });
+        let namespace = self
+            .leader_elect_namespace
+            .clone()
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .unwrap_or_else(|| "platform-operator-system".to_string());
+        let mut election = ElectionConfig::new(&namespace, &identity);
+        election.lease_name = self.leader_elect_lease_name.clone();
+        election.lease_duration = Duration::from_secs(self.leader_elect_lease_duration_seconds);
+        election.renew_before = Duration::from_secs(self.leader_elect_renew_before_seconds);
+        Ok(Some(election))
+    }
 }
 
 /// Resolves when either server stops on its own (it could not bind, or failed), saying which.
@@ -93,13 +143,39 @@ pub fn run(args: RunArgs) -> ExitCode {
             qps: args.kube_qps,
             burst: args.kube_burst,
         };
-        let client = match kube::Config::infer().await {
-            Ok(config) => match throttled_client(config, limit) {
-                Ok(client) => client,
-                Err(error) => return fail(&format!("failed to build the kube client: {error}")),
-            },
+        let election = match args.election() {
+            Ok(election) => election,
+            Err(error) => return fail(&error),
+        };
+        let leadership = match &election {
+            Some(election) => Leadership::elected(&election.identity),
+            None => Leadership::always(),
+        };
+        let kube_config = match kube::Config::infer().await {
+            Ok(config) => config,
             Err(error) => return fail(&format!("failed to load the kube config: {error}")),
         };
+        let clients = operator_client(kube_config.clone(), limit, leadership.clone())
+            .and_then(|client| Ok((client, throttled_client(kube_config, limit)?)));
+        let (client, election_client) = match clients {
+            Ok(clients) => clients,
+            Err(error) => return fail(&format!("failed to build the kube client: {error}")),
+        };
+        let (stop_election, election_stopped) = tokio::sync::watch::channel(false);
+        let election_task = election.map(|election| {
+            tracing::info!(
+                identity = election.identity,
+                lease = election.lease_name,
+                namespace = election.namespace,
+                "leader election: standby until elected"
+            );
+            tokio::spawn(run_election(
+                election_client,
+                election,
+                leadership.clone(),
+                election_stopped,
+            ))
+        });
         tracing::info!(
             qps = limit.qps,
             burst = limit.burst,
@@ -110,6 +186,7 @@ pub fn run(args: RunArgs) -> ExitCode {
             namespace: args.namespace,
             instance: std::env::var("POD_NAME").ok(),
             concurrency: args.concurrency,
+            leadership,
             ..OperatorConfig::default()
         };
         let operator = Operator::start(client, config);
@@ -153,6 +230,11 @@ pub fn run(args: RunArgs) -> ExitCode {
             }
         }
         operator.shutdown().await;
+        // Only now that no reconcile runs: a standby may take over at once.
+        let _ = stop_election.send(true);
+        if let Some(task) = election_task {
+            let _ = task.await;
+        }
         let _ = stop_tx.send(true);
         ExitCode::SUCCESS
     })

@@ -100,6 +100,7 @@ pub struct GroupControlResponse {
         (status = 409, body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Unknown action (a group takes start and stop)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Caches not synced, or this replica is a standby (the answer names the leader; retry)", body = Problem, content_type = "application/problem+json"),
         (status = 504, description = "With wait=true: not reached in time", body = GroupControlResponse),
     )
 )]
@@ -138,6 +139,7 @@ pub async fn control_group(
             Permission::control("platformgroups", &key.namespace),
         )
         .await?;
+    state.require_leader()?;
     let state_name = if action == Action::Start {
         "Running"
     } else {

@@ -164,6 +164,20 @@ impl ApiState {
         Ok(readable)
     }
 
+    /// Control requests are carried out by the leader only (its client alone may write);
+    /// a standby answers 503 naming the leader, and the caller retries (through a Service,
+    /// the next try may reach the leader).
+    pub fn require_leader(&self) -> Result<(), ApiError> {
+        let role = self.ctx.leadership.role();
+        if role.leader {
+            Ok(())
+        } else {
+            Err(ApiError::Standby {
+                leader: role.holder,
+            })
+        }
+    }
+
     /// Now, to whole seconds, on the operator's clock (as its status timestamps are).
     pub fn now_rfc3339(&self) -> String {
         let now = self.ctx.clock.now();
@@ -415,7 +429,8 @@ async fn healthz(State(state): State<ApiState>) -> (StatusCode, Json<serde_json:
     }
 }
 
-/// Ready once the caches hold the first list of every watched resource.
+/// Ready once the caches hold the first list of every watched resource and the leader
+/// election (if any) has answered: a standby is ready too, it serves the REST API's reads.
 async fn readyz(State(state): State<ApiState>) -> (StatusCode, Json<serde_json::Value>) {
     let stores = &state.ctx.stores;
     let synced = [
@@ -425,15 +440,24 @@ async fn readyz(State(state): State<ApiState>) -> (StatusCode, Json<serde_json::
         ("configmaps", is_synced(&stores.configmaps)),
         ("pods", is_synced(&stores.pods)),
     ];
-    let pending: Vec<&str> = synced
+    let mut pending: Vec<&str> = synced
         .iter()
         .filter(|(_, ready)| !ready)
         .map(|(name, _)| *name)
         .collect();
+    let role = state.ctx.leadership.role();
+    if !role.known {
+        pending.push("leader-election");
+    }
     if pending.is_empty() {
         (
             StatusCode::OK,
-            Json(json!({"status": "ready", "platforms": stores.platforms.len()})),
+            Json(json!({
+                "status": "ready",
+                "platforms": stores.platforms.len(),
+                "role": if role.leader { "leader" } else { "standby" },
+                "leader": role.holder,
+            })),
         )
     } else {
         (

@@ -90,7 +90,7 @@ pub struct ControlResponse {
         (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Unknown action or invalid config", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Rate-limited", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Caches not synced", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Caches not synced, or this replica is a standby (the answer names the leader; retry)", body = Problem, content_type = "application/problem+json"),
         (status = 504, description = "With wait=true: not reached in time", body = ControlResponse),
     )
 )]
@@ -112,6 +112,7 @@ pub async fn control(
         .auth
         .authorize(&caller, Permission::control("platforms", &target.namespace))
         .await?;
+    state.require_leader()?;
     let options = ControlOptions {
         action,
         config,
@@ -170,7 +171,7 @@ pub async fn control(
 }
 
 /// The platforms whose state says whether a request is done.
-fn watched_platforms(plan: &ControlPlan) -> Vec<NodeKey> {
+pub fn watched_platforms(plan: &ControlPlan) -> Vec<NodeKey> {
     let mut keys: Vec<NodeKey> = plan
         .affected
         .iter()
@@ -184,7 +185,7 @@ fn watched_platforms(plan: &ControlPlan) -> Vec<NodeKey> {
 
 /// Whether every platform a request affects is where it asked: running (start), stopped
 /// (stop), or running the restart request (restart).
-fn target_reached(snapshot: &Snapshot, plan: &ControlPlan, watched: &[NodeKey]) -> bool {
+pub fn target_reached(snapshot: &Snapshot, plan: &ControlPlan, watched: &[NodeKey]) -> bool {
     watched.iter().all(|key| {
         let Some(platform) = snapshot.platforms.get(key) else {
             return plan.action == Action::Stop;

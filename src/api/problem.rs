@@ -73,6 +73,8 @@ pub enum ApiError {
     MethodNotAllowed { method: String, path: String },
     #[error("the request took longer than the server allows")]
     Timeout,
+    #[error("this replica is a standby and does not carry out control requests; {}", leader.as_ref().map_or("no leader is elected yet".to_string(), |l| format!("the leader is {l}")))]
+    Standby { leader: Option<String> },
 }
 
 impl ApiError {
@@ -146,6 +148,9 @@ impl ApiError {
                 "timeout",
                 "Request timed out",
             ),
+            ApiError::Standby { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "standby", "Not the leader")
+            }
         }
     }
 
@@ -166,6 +171,7 @@ impl ApiError {
                 retry_after_seconds,
                 ..
             } => serde_json::json!({"retryAfterSeconds": retry_after_seconds}),
+            ApiError::Standby { leader } => serde_json::json!({"leader": leader}),
             _ => Value::Null,
         };
         let extensions = match extensions {
@@ -188,11 +194,17 @@ impl ApiError {
     /// and the headers its status calls for.
     pub fn respond(&self, instance: Option<&str>) -> Response {
         let mut response = problem_response(&self.problem(instance.map(str::to_string)));
-        if let ApiError::RateLimited {
-            retry_after_seconds,
-            ..
-        } = self
-            && let Ok(value) = HeaderValue::from_str(&retry_after_seconds.to_string())
+        let retry_after = match self {
+            ApiError::RateLimited {
+                retry_after_seconds,
+                ..
+            } => Some(*retry_after_seconds),
+            // Another replica leads, or one is about to: ask again in a moment.
+            ApiError::Standby { .. } => Some(1),
+            _ => None,
+        };
+        if let Some(seconds) = retry_after
+            && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
         {
             response.headers_mut().insert(header::RETRY_AFTER, value);
         }

@@ -116,6 +116,8 @@ pub struct Context {
     pub health: Health,
     /// Counters and gauges for `/metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Whether this instance leads (only the leader reconciles and writes).
+    pub leadership: Arc<super::leader::Leadership>,
     topology: Mutex<Option<(u64, Arc<Topology>)>>,
     /// Bumped by the watch taps whenever a change can reshape the topology.
     topology_version: AtomicU64,
@@ -151,6 +153,7 @@ impl Context {
             own_writes: OwnWrites::default(),
             health: Health::default(),
             metrics: Arc::default(),
+            leadership: super::leader::Leadership::always(),
             topology: Mutex::new(None),
             topology_version: AtomicU64::new(1),
             pod_index: Mutex::new(HashMap::new()),

@@ -25,6 +25,7 @@ mod error;
 mod events;
 pub mod group;
 pub mod health;
+pub mod leader;
 pub mod model;
 mod observe;
 mod own_writes;
@@ -39,6 +40,7 @@ mod trim;
 pub use clock::{Clock, SystemClock};
 pub use context::{Context, Stores, TableSizes, Topology};
 pub use error::Error;
+pub use leader::{ElectionConfig, Leadership, run_election};
 pub use run::{DEFAULT_CONCURRENCY, Operator, OperatorConfig, shutdown_signal};
 
 /// The field manager of every write the operator makes.

@@ -9,7 +9,7 @@ use futures::channel::mpsc;
 use futures::{FutureExt, Stream, StreamExt, future};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
-use kube::runtime::controller::{Config as ControllerConfig, Controller};
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, reflector, store::Writer};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -24,6 +24,7 @@ use super::clock::{Clock, SystemClock};
 use super::context::{Context, Stores};
 use super::events::{EventQueue, FailedKind, publish_events};
 use super::health::{ControllerKind, DEFAULT_STUCK_AFTER};
+use super::leader::Leadership;
 use super::tap::{GroupTap, PlatformTap, observe_deployment, observe_pod};
 use super::{group, platform, trim};
 
@@ -39,6 +40,9 @@ pub struct OperatorConfig {
     pub instance: Option<String>,
     /// `/healthz` fails when reconciles are in flight and none finished for this long.
     pub stuck_after: Duration,
+    /// Whether this instance leads; only the leader reconciles (and its client's write gate
+    /// lets only the leader write). Always without leader election.
+    pub leadership: Arc<Leadership>,
 }
 
 /// Reconciles at once per controller unless configured: enough to keep a busy API server fed,
@@ -53,6 +57,7 @@ impl Default for OperatorConfig {
             concurrency: DEFAULT_CONCURRENCY,
             instance: None,
             stuck_after: DEFAULT_STUCK_AFTER,
+            leadership: Leadership::always(),
         }
     }
 }
@@ -124,6 +129,7 @@ impl Operator {
         );
         let mut ctx = Context::new(client.clone(), stores, events.clone(), config.clock.clone());
         ctx.health.stuck_after = config.stuck_after;
+        ctx.leadership = config.leadership.clone();
         let ctx = Arc::new(ctx);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (related_tx, related_rx) = mpsc::unbounded();
@@ -164,9 +170,13 @@ impl Operator {
         let group_controller = Controller::for_stream(group_stream, ctx.stores.groups.clone())
             .with_config(controller_config)
             .reconcile_on(fanout.groups_rx)
+            .reconcile_all_on(config.leadership.became_leader())
             .graceful_shutdown_on(until_true(shutdown_rx))
             .run(
                 |group, ctx: Arc<Context>| async move {
+                    if !ctx.leadership.is_leader() {
+                        return Ok(Action::await_change());
+                    }
                     let _in_flight = ctx.health.group.begin();
                     group::reconcile(group, ctx.clone()).await
                 },
@@ -359,9 +369,15 @@ fn platform_controller<S: Future<Output = ()> + Send + Sync + 'static>(
             Some(ObjectRef::new(&platform.name).within(&platform.namespace))
         })
         .reconcile_on(related_rx)
+        .reconcile_all_on(ctx.leadership.became_leader())
         .graceful_shutdown_on(shutdown)
         .run(
             |platform, ctx: Arc<Context>| async move {
+                // A standby keeps its caches and does nothing else; on becoming leader it
+                // reconciles everything (`reconcile_all_on`).
+                if !ctx.leadership.is_leader() {
+                    return Ok(Action::await_change());
+                }
                 let _in_flight = ctx.health.platform.begin();
                 platform::reconcile(platform, ctx.clone()).await
             },

@@ -164,6 +164,30 @@ impl TestEnv {
         }
     }
 
+    /// A kube configuration for the cluster, for clients a test builds itself.
+    pub async fn kube_config(&self) -> Config {
+        let kubeconfig = match &self.cluster {
+            Some(Cluster::Simulated(sandbox)) => sandbox.cluster.kubeconfig(),
+            Some(Cluster::Real { kubeconfig }) => {
+                Kubeconfig::read_from(kubeconfig).expect("kubeconfig readable")
+            }
+            None => unreachable!("the cluster lives as long as the env"),
+        };
+        Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .expect("usable kubeconfig")
+    }
+
+    /// The clock an operator of this cluster runs on (the simulator's, or the system's).
+    pub fn operator_clock(&self) -> Arc<dyn platform_operator::controller::Clock> {
+        match &self.cluster {
+            Some(Cluster::Simulated(sandbox)) => {
+                Arc::new(OperatorClock(sandbox.cluster.clock().clone()))
+            }
+            _ => Arc::new(platform_operator::controller::SystemClock),
+        }
+    }
+
     /// Starts the operator (again), watching the test's namespace.
     pub fn start_operator(&mut self) -> &Operator {
         let mut config = OperatorConfig {

@@ -11,7 +11,10 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
+use std::sync::Arc;
+
 use platform_operator::api::{self, ApiSettings, ApiState};
+use platform_operator::controller::Context;
 
 use super::TestEnv;
 
@@ -65,7 +68,14 @@ impl Answer {
 impl TestEnv {
     /// Serves the operator's REST API with `settings` on a free loopback port.
     pub async fn serve_api(&self, settings: ApiSettings) -> Rest {
-        let state = ApiState::new(self.operator().context().clone(), settings);
+        Rest::serve(self.operator().context().clone(), settings).await
+    }
+}
+
+impl Rest {
+    /// Serves the REST API of the operator whose context is `ctx`.
+    pub async fn serve(ctx: Arc<Context>, settings: ApiSettings) -> Rest {
+        let state = ApiState::new(ctx, settings);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("a free port");
