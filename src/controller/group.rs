@@ -146,6 +146,20 @@ pub fn group_status(
         generation,
         now,
     );
+    let stalled = phase == "Blocked";
+    set_condition(
+        &mut conditions,
+        group_condition::STALLED,
+        stalled,
+        if stalled { "Blocked" } else { "Progressing" },
+        if stalled {
+            &graph_message
+        } else {
+            "not stalled"
+        },
+        generation,
+        now,
+    );
     let ready = matches!(phase, "Running" | "Stopped");
     let ready_message = format!("{ready_members}/{total} members Ready");
     set_condition(

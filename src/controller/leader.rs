@@ -65,10 +65,17 @@ pub struct Leadership {
     /// What the lease manager last said.
     elected: AtomicBool,
     lease: Mutex<LeaseView>,
-    /// The last published answer of `is_leader`, for those who react to changes.
-    published: watch::Sender<bool>,
+    /// The last published answer of `is_leader`, and how many times it rose to true, for
+    /// those who react to changes (a quick loss and regain must still count as a rise).
+    published: watch::Sender<Published>,
     /// The election has had its first answer (for `/readyz`).
     known: AtomicBool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Published {
+    leading: bool,
+    rises: u64,
 }
 
 /// This instance's role, for `/readyz` and the REST API.
@@ -89,7 +96,10 @@ impl Leadership {
             identity: None,
             elected: AtomicBool::new(true),
             lease: Mutex::new(LeaseView::default()),
-            published: watch::Sender::new(true),
+            published: watch::Sender::new(Published {
+                leading: true,
+                rises: 0,
+            }),
             known: AtomicBool::new(true),
         })
     }
@@ -100,7 +110,10 @@ impl Leadership {
             identity: Some(identity.to_string()),
             elected: AtomicBool::new(false),
             lease: Mutex::new(LeaseView::default()),
-            published: watch::Sender::new(false),
+            published: watch::Sender::new(Published {
+                leading: false,
+                rises: 0,
+            }),
             known: AtomicBool::new(false),
         })
     }
@@ -137,29 +150,29 @@ impl Leadership {
     /// lost lease was won back), so that everything is reconciled by the new leader.
     pub fn became_leader(&self) -> impl Stream<Item = ()> + Send + 'static {
         let mut changes = self.published.subscribe();
-        let initially = *changes.borrow_and_update();
-        futures::stream::unfold(
-            (changes, initially),
-            |(mut changes, mut leading)| async move {
-                loop {
-                    changes.changed().await.ok()?;
-                    let now = *changes.borrow_and_update();
-                    let rose = now && !leading;
-                    leading = now;
-                    if rose {
-                        return Some(((), (changes, leading)));
-                    }
+        let seen = changes.borrow_and_update().rises;
+        futures::stream::unfold((changes, seen), |(mut changes, seen)| async move {
+            loop {
+                changes.changed().await.ok()?;
+                let rises = changes.borrow_and_update().rises;
+                if rises != seen {
+                    return Some(((), (changes, rises)));
                 }
-            },
-        )
+            }
+        })
     }
 
     fn publish(&self) {
         let now = self.is_leader();
         self.published.send_if_modified(|last| {
-            let changed = *last != now;
-            *last = now;
-            changed
+            if last.leading == now {
+                return false;
+            }
+            last.leading = now;
+            if now {
+                last.rises += 1;
+            }
+            true
         });
     }
 

@@ -131,6 +131,25 @@ pub fn next_status(observed: &Observed, decision: &Decision) -> PlatformStatus {
         now,
     );
 
+    let stalled = matches!(phase, Phase::Failed | Phase::Blocked);
+    set_condition(
+        &mut conditions,
+        condition::STALLED,
+        stalled,
+        if stalled {
+            decision.ready_reason.unwrap_or(phase.as_str())
+        } else {
+            "Progressing"
+        },
+        if stalled {
+            &decision.message
+        } else {
+            "not stalled"
+        },
+        generation,
+        now,
+    );
+
     let mut history = previous.history.clone();
     history.extend(decision.actions.iter().map(|action| HistoryEntry {
         action: action.kind.as_str().to_string(),

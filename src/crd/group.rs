@@ -18,6 +18,9 @@ pub mod group_condition {
     pub const READY: &str = "Ready";
     /// True when the members' dependency graph has no errors.
     pub const GRAPH_VALID: &str = "GraphValid";
+    /// True when the group is Blocked (a graph error only a change can fix): kstatus reads it
+    /// as Failed.
+    pub const STALLED: &str = "Stalled";
 }
 
 /// A stack of platforms started in dependency order and stopped in reverse order.
@@ -135,7 +138,7 @@ pub struct PlatformGroupStatus {
     /// `readyMembers/totalMembers` (for `kubectl get`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready: Option<String>,
-    /// Standard conditions: `Ready`, `GraphValid`.
+    /// Standard conditions: `Ready`, `GraphValid`, `Stalled`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,

@@ -17,6 +17,9 @@ pub mod condition {
     pub const PROGRESSING: &str = "Progressing";
     /// True when the platform runs with fewer ready replicas than desired.
     pub const DEGRADED: &str = "Degraded";
+    /// True when the operator cannot make progress without a change (phase `Failed` or
+    /// `Blocked`): what kstatus, and so Flux, reads as Failed rather than still in progress.
+    pub const STALLED: &str = "Stalled";
 }
 
 /// Observed state of a Platform.
@@ -26,7 +29,7 @@ pub struct PlatformStatus {
     /// Where the platform is in its life cycle.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
-    /// Standard conditions: `Ready`, `DependenciesReady`, `Progressing`, `Degraded`.
+    /// Standard conditions: `Ready`, `DependenciesReady`, `Progressing`, `Degraded`, `Stalled`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,

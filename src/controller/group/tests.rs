@@ -1,14 +1,10 @@
-use std::collections::HashMap;
-
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     Condition, LabelSelector, LabelSelectorRequirement, Time,
 };
 
 use super::*;
-use crate::controller::stopping::stop_causes;
 use crate::crd::PlatformStatus;
 use crate::fixtures::{GroupBuilder, PlatformBuilder, group, platform};
-use crate::stack::{build_graph, membership};
 
 fn at(second: i64) -> Timestamp {
     Timestamp::from_second(1_800_000_000 + second).expect("valid")
@@ -49,23 +45,9 @@ fn reported(builder: PlatformBuilder, phase: Phase) -> Platform {
 
 /// The topology as [`Context::topology`] builds it from the caches.
 fn topology(platforms: &[Platform], groups: &[PlatformGroup]) -> Topology {
-    let graph = build_graph(platforms, groups);
-    let membership = membership(platforms, groups);
-    let by_key: HashMap<NodeKey, Arc<Platform>> = platforms
-        .iter()
-        .map(|p| (key_of(p), Arc::new(p.clone())))
-        .collect();
-    let groups_by_key: HashMap<NodeKey, Arc<PlatformGroup>> = groups
-        .iter()
-        .map(|g| (key_of(g), Arc::new(g.clone())))
-        .collect();
-    let stop_causes = stop_causes(&graph, &by_key, &membership, &groups_by_key);
-    Topology {
-        graph,
-        membership,
-        groups: groups_by_key.into_iter().collect(),
-        stop_causes,
-    }
+    let platforms: Vec<Arc<Platform>> = platforms.iter().cloned().map(Arc::new).collect();
+    let groups: Vec<Arc<PlatformGroup>> = groups.iter().cloned().map(Arc::new).collect();
+    Topology::of(&platforms, &groups)
 }
 
 /// The status of `groups[0]` with its members looked up as the reconcile does.
@@ -148,6 +130,16 @@ fn the_group_phase_summarises_its_members() {
         assert_eq!(status.phase.as_deref(), Some(phase), "{phases:?}");
         let expected = format!("{ready}/{phase}");
         assert_eq!(summary(&status, group_condition::READY), expected);
+        let stalled = if phase == "Blocked" {
+            "True/Blocked"
+        } else {
+            "False/Progressing"
+        };
+        assert_eq!(
+            summary(&status, group_condition::STALLED),
+            stalled,
+            "{phases:?}"
+        );
     }
 }
 

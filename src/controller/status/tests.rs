@@ -227,7 +227,7 @@ fn every_condition_carries_the_observed_generation() {
     let o = observed(platform("a").build());
     let status = next_status(&o, &decided(Phase::Starting));
     assert_eq!(status.observed_generation, Some(3));
-    assert_eq!(status.conditions.len(), 4);
+    assert_eq!(status.conditions.len(), 5);
     for c in &status.conditions {
         assert_eq!(c.observed_generation, Some(3), "{}", c.type_);
     }
@@ -384,4 +384,28 @@ fn stopping_since_is_set_on_entering_stopping_kept_while_stopping_and_cleared_af
 
     let running = next_status(&o, &decided(Phase::Starting));
     assert_eq!(running.stopped_by, None, "only while stopping or stopped");
+}
+
+#[test]
+fn failed_and_blocked_platforms_are_stalled_for_kstatus() {
+    let o = observed(platform("a").build());
+    for (phase, stalled) in [
+        (Phase::Failed, "True"),
+        (Phase::Blocked, "True"),
+        (Phase::Running, "False"),
+        (Phase::Starting, "False"),
+        (Phase::Stopped, "False"),
+    ] {
+        let status = next_status(&o, &decided(phase));
+        let condition = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == condition::STALLED)
+            .expect("a Stalled condition");
+        assert_eq!(condition.status, stalled, "{phase}");
+        if stalled == "True" {
+            assert_eq!(condition.reason, phase.as_str());
+            assert_eq!(condition.message, format!("now {phase}"));
+        }
+    }
 }
