@@ -3,6 +3,9 @@
 
 use serde_json::{Value, json};
 
+/// Who a request without a bearer token is (see [`AuthTable::review_self`]).
+pub const ANONYMOUS_ADMIN: &str = "kubernetes-admin";
+
 /// The identity a token stands for.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct UserInfo {
@@ -64,6 +67,24 @@ impl AuthTable {
             }),
             None => json!({"authenticated": false, "error": "invalid bearer token"}),
         }
+    }
+
+    /// Fills `status` of a SelfSubjectReview for a request with `token` (its bearer token), or
+    /// `None` when the token is not in the table (a real API server answers 401 then). Requests
+    /// are not authenticated by the simulator, so one without a token is the cluster admin
+    /// ([`ANONYMOUS_ADMIN`]), as a client with kubeadm's admin kubeconfig would be.
+    pub fn review_self(&self, token: Option<&str>) -> Option<Value> {
+        let user = match token {
+            None => UserInfo {
+                username: ANONYMOUS_ADMIN.into(),
+                uid: String::new(),
+                groups: vec!["system:masters".into(), "system:authenticated".into()],
+            },
+            Some(token) => self.tokens.iter().find(|(t, _)| t == token)?.1.clone(),
+        };
+        Some(json!({
+            "userInfo": {"username": user.username, "uid": user.uid, "groups": user.groups},
+        }))
     }
 
     /// Fills `status` of a SubjectAccessReview.

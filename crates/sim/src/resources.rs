@@ -60,6 +60,9 @@ pub enum Behaviour {
     TokenReview,
     /// `subjectaccessreviews`: create-only, answered from the auth table, never stored.
     AccessReview,
+    /// `selfsubjectreviews`: create-only, the request's own bearer token looked up in the auth
+    /// table, never stored.
+    SelfReview,
     /// `metrics.k8s.io` pods: read-only, computed from the per-pod usage map.
     PodMetrics,
 }
@@ -137,7 +140,9 @@ impl ResourceDef {
                     "watch",
                 ]
             }
-            Behaviour::TokenReview | Behaviour::AccessReview => vec!["create"],
+            Behaviour::TokenReview | Behaviour::AccessReview | Behaviour::SelfReview => {
+                vec!["create"]
+            }
             Behaviour::PodMetrics => vec!["get", "list"],
         }
     }
@@ -246,6 +251,14 @@ fn builtins() -> Vec<ResourceDef> {
         false,
     );
     token_reviews.behaviour = Behaviour::TokenReview;
+    let mut self_reviews = ResourceDef::builtin(
+        "authentication.k8s.io",
+        "v1",
+        "SelfSubjectReview",
+        "selfsubjectreviews",
+        false,
+    );
+    self_reviews.behaviour = Behaviour::SelfReview;
     let mut access_reviews = ResourceDef::builtin(
         "authorization.k8s.io",
         "v1",
@@ -268,6 +281,7 @@ fn builtins() -> Vec<ResourceDef> {
         new_events,
         leases,
         token_reviews,
+        self_reviews,
         access_reviews,
         pod_metrics,
     ]

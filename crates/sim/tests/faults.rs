@@ -4,10 +4,12 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::authentication::v1::SelfSubjectReview;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, ListParams};
+use kube::api::{Api, ListParams, PostParams};
+use kube::config::KubeConfigOptions;
 use kube::discovery::Discovery;
-use pmp_sim::{AuthTable, FaultConfig, PauseMode, SimConfig, TimeoutMode};
+use pmp_sim::{AuthTable, FaultConfig, PauseMode, SimCluster, SimConfig, TimeoutMode};
 use serde_json::json;
 use support::*;
 
@@ -142,6 +144,77 @@ async fn token_and_access_reviews_come_from_the_table() {
     )
     .await;
     assert_eq!(code, 405);
+    sim.shutdown().await;
+}
+
+/// A client of `sim` that sends `token` as its bearer token (none: as the sim's kubeconfig).
+async fn client_with_token(sim: &SimCluster, token: Option<&str>) -> kube::Client {
+    let mut kubeconfig = serde_json::to_value(sim.kubeconfig()).expect("kubeconfig as JSON");
+    if let Some(token) = token {
+        kubeconfig["users"][0]["user"]["token"] = json!(token);
+    }
+    let kubeconfig = serde_json::from_value(kubeconfig).expect("kubeconfig from JSON");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("config");
+    kube::Client::try_from(config).expect("client")
+}
+
+#[tokio::test]
+async fn self_subject_review_names_the_bearer_tokens_user() {
+    let auth = AuthTable::default().with_token("t0k3n", "alice", &["devs"]);
+    let sim = start_with(SimConfig::default().with_auth(auth)).await;
+    let whoami = async |token: Option<&str>| {
+        let api: Api<SelfSubjectReview> = Api::all(client_with_token(&sim, token).await);
+        api.create(&PostParams::default(), &SelfSubjectReview::default())
+            .await
+            .map(|review| review.status.and_then(|s| s.user_info).unwrap_or_default())
+    };
+    let alice = whoami(Some("t0k3n")).await.expect("alice's review");
+    assert_eq!(alice.username.as_deref(), Some("alice"));
+    assert_eq!(alice.groups, Some(vec!["devs".to_string()]));
+    let admin = whoami(None).await.expect("the admin's review");
+    assert_eq!(
+        admin.username.as_deref(),
+        Some(pmp_sim::auth::ANONYMOUS_ADMIN)
+    );
+    match whoami(Some("stolen")).await {
+        Err(kube::Error::Api(status)) => assert_eq!(status.code, 401),
+        other => panic!("an unknown token is 401, got {other:?}"),
+    }
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn answers_are_dated_by_the_simulated_clock() {
+    let sim = start().await;
+    sim.clock().advance(Duration::from_secs(86_400));
+    let head = {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(sim.addr())
+            .await
+            .expect("connect");
+        let request = "GET /api/v1/namespaces HTTP/1.1\r\nHost: sim\r\nConnection: close\r\n\r\n";
+        stream.write_all(request.as_bytes()).await.expect("write");
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.expect("read");
+        let text = String::from_utf8_lossy(&response).to_string();
+        text.split_once("\r\n\r\n")
+            .map_or(text.clone(), |(h, _)| h.to_string())
+    };
+    let date = head
+        .lines()
+        .find_map(|line| line.strip_prefix("date: ").or(line.strip_prefix("Date: ")))
+        .expect("a Date header");
+    let date = k8s_openapi::jiff::fmt::rfc2822::DateTimeParser::new()
+        .parse_timestamp(date)
+        .expect("an HTTP date");
+    let behind = sim.clock().now().duration_since(date);
+    assert!(
+        behind.as_secs() >= 0 && behind.as_secs() < 5,
+        "Date {date} is the simulated time {}, a day ahead of the wall clock",
+        sim.clock().now()
+    );
     sim.shutdown().await;
 }
 

@@ -28,7 +28,9 @@ pub async fn handle(
         subresource: path.subresource.clone(),
     };
     match def.behaviour {
-        Behaviour::TokenReview | Behaviour::AccessReview => review(app, req, &t),
+        Behaviour::TokenReview | Behaviour::AccessReview | Behaviour::SelfReview => {
+            review(app, req, &t)
+        }
         Behaviour::PodMetrics => metrics(app, req, &t),
         Behaviour::Stored => stored(app, req, &t).await,
     }
@@ -402,6 +404,9 @@ fn review(app: &Arc<App>, req: &Req, t: &Target<'_>) -> Result<Response, ApiErro
     let auth = app.auth.read().unwrap_or_else(|p| p.into_inner()).clone();
     let status = match t.def.behaviour {
         Behaviour::TokenReview => auth.review_token(&body),
+        Behaviour::SelfReview => auth.review_self(bearer_token(req)).ok_or_else(|| {
+            ApiError::new(401, "Unauthorized", "Unauthorized: invalid bearer token")
+        })?,
         _ => auth.review_access(&body),
     };
     body["status"] = status;
@@ -412,6 +417,17 @@ fn review(app: &Arc<App>, req: &Req, t: &Target<'_>) -> Result<Response, ApiErro
     }
     body["metadata"]["creationTimestamp"] = Value::Null;
     Ok(json_response(StatusCode::CREATED, &body))
+}
+
+/// The token of an `Authorization: Bearer` header, if the request has one.
+fn bearer_token(req: &Req) -> Option<&str> {
+    req.headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
 }
 
 fn metrics(app: &Arc<App>, req: &Req, t: &Target<'_>) -> Result<Response, ApiError> {

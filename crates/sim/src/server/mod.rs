@@ -49,7 +49,22 @@ pub fn json_response(status: StatusCode, body: &Value) -> Response {
     response
 }
 
+/// Every answer carries `Date` from the simulated clock, as a real API server's carries its
+/// own clock: clients that stamp requests with the cluster's time (rather than their own) read it.
 async fn entry(State(app): State<Arc<App>>, request: Request) -> Response {
+    let clock = app.core.clock.clone();
+    let mut response = serve(app, request).await;
+    let date = k8s_openapi::jiff::fmt::rfc2822::DateTimePrinter::new()
+        .timestamp_to_rfc9110_string(&clock.now())
+        .ok()
+        .and_then(|d| header::HeaderValue::from_str(&d).ok());
+    if let Some(date) = date {
+        response.headers_mut().insert(header::DATE, date);
+    }
+    response
+}
+
+async fn serve(app: Arc<App>, request: Request) -> Response {
     app.requests
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let user_agent = request
