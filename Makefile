@@ -4,7 +4,8 @@ BENCH_DIR ?= bench-results
 
 .PHONY: build test test-real lint fmt crds openapi yaml-lint tools ci ci-real packaging helm manifests manifests-check chart-check chart-install-check gitops-check bench bench-api bench-graph bench-startup bench-scale testenv-build testenv testenv-down
 
-# Both binaries: platform-operator (run, plan, crds) and platform-sandbox (sandbox, bench).
+# The binaries: platform-operator (run, plan, crds), platform-sandbox (sandbox, bench) and
+# kubectl-platform (the kubectl plugin).
 build:
 	$(CARGO) build --workspace --locked --release
 
