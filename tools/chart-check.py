@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Lints charts/platform-operator with the Helm CLI and checks what it renders, per values set:
 every document parses, the kinds are exactly the expected ones, the Deployment runs the
-operator hardened and with the expected command line, the RBAC has no wildcard, the trading
-stack values render the objects of deploy/examples/trading-stack.yaml, and values the chart
-must refuse are refused.
+operator hardened, with the expected command line, replicas and rollout strategy, the RBAC has
+no wildcard and grants leases only with leader election (exactly the lease verbs, in the
+release namespace), the trading stack values render the objects of
+deploy/examples/trading-stack.yaml, and values the chart must refuse are refused.
 
     tools/chart-check.py --helm PATH
 """
@@ -23,32 +24,60 @@ NAMESPACE = "platform-operator-system"
 KUBE_VERSIONS = ("1.25.0", "1.36.3")
 
 OPERATOR = {"ServiceAccount": 1, "ClusterRole": 1, "ClusterRoleBinding": 1, "Service": 1, "Deployment": 1}
+# Leader election adds a Role + RoleBinding on leases in the release namespace.
+ELECTION = {"Role": 1, "RoleBinding": 1}
 STACK = {"Namespace": 1, "PlatformGroup": 1, "Platform": 6}
 
-# name -> (values files, --set flags, expected kinds, expected extra operator arguments)
+
+def election_args(lease="platform-operator", duration=15, renew_before=5):
+    return ["--leader-elect", "--leader-elect-lease-name", lease,
+            "--leader-elect-lease-duration-seconds", str(duration),
+            "--leader-elect-renew-before-seconds", str(renew_before)]
+
+
+PROD_ARGS = ["--kube-qps", "500", "--kube-burst", "1000", "--concurrency", "64"] + election_args()
+
+# name -> (values files, --set flags, expected kinds, expected extra operator arguments,
+# expected replicas)
 CASES = {
-    "default": ([], [], OPERATOR, []),
-    "dev": (["values-dev.yaml"], [], OPERATOR, []),
-    "prod": (["values-prod.yaml"], [], {**OPERATOR, "ServiceMonitor": 1, "NetworkPolicy": 1},
-             ["--kube-qps", "500", "--kube-burst", "1000", "--concurrency", "64"]),
+    "default": ([], [], OPERATOR, [], 1),
+    "dev": (["values-dev.yaml"], [], OPERATOR, [], 1),
+    "prod": (["values-prod.yaml"], [],
+             {**OPERATOR, **ELECTION, "ServiceMonitor": 1, "NetworkPolicy": 1, "PodDisruptionBudget": 1},
+             PROD_ARGS, 2),
     "trading-stack": (["values-prod.yaml", "examples/values-trading-stack.yaml"], [],
-                      {**OPERATOR, "ServiceMonitor": 1, "NetworkPolicy": 1, **STACK},
-                      ["--kube-qps", "500", "--kube-burst", "1000", "--concurrency", "64"]),
+                      {**OPERATOR, **ELECTION, "ServiceMonitor": 1, "NetworkPolicy": 1,
+                       "PodDisruptionBudget": 1, **STACK},
+                      PROD_ARGS, 2),
     "watch-namespace": ([], ["watchNamespace=trading"],
                         {"ServiceAccount": 1, "Role": 1, "RoleBinding": 1, "ClusterRole": 1,
                          "ClusterRoleBinding": 1, "Service": 1, "Deployment": 1},
-                        ["--namespace", "trading"]),
-    # The shape for the step that brings leader election: two replicas and a budget.
-    "leader-election": ([], ["replicas=2", "leaderElection.enabled=true"],
-                        {**OPERATOR, "PodDisruptionBudget": 1}, ["--leader-elect"]),
+                        ["--namespace", "trading"], 1),
+    # One replica may elect too (it fences itself by the Lease); no budget for one pod.
+    "leader-election-one-replica": ([], ["leaderElection.enabled=true"], {**OPERATOR, **ELECTION},
+                                    election_args(), 1),
+    "leader-election": ([], ["replicas=3", "leaderElection.enabled=true", "leaderElection.leaseName=ops",
+                             "leaderElection.leaseDurationSeconds=30", "leaderElection.renewBeforeSeconds=10"],
+                        {**OPERATOR, **ELECTION, "PodDisruptionBudget": 1}, election_args("ops", 30, 10), 3),
+    # The watched namespace's Role and the lease Role in the release namespace side by side.
+    "leader-election-watch-namespace": ([], ["replicas=2", "leaderElection.enabled=true", "watchNamespace=trading"],
+                                        {"ServiceAccount": 1, "Role": 2, "RoleBinding": 2, "ClusterRole": 1,
+                                         "ClusterRoleBinding": 1, "Service": 1, "Deployment": 1,
+                                         "PodDisruptionBudget": 1},
+                                        ["--namespace", "trading"] + election_args(), 2),
 }
 
 # Values the chart must refuse, and a part of the reason Helm must give.
 REFUSED = {
     "two replicas without leader election": (["replicas=2"], "leaderElection.enabled"),
+    "a renewal not before expiry": (["leaderElection.enabled=true", "leaderElection.leaseDurationSeconds=5",
+                                     "leaderElection.renewBeforeSeconds=5"], "renewBeforeSeconds"),
     "unauthenticated REST API": (["api.auth=none"], "/api/auth"),
     "a misspelt value": (["replica=2"], "replica"),
 }
+
+# Exactly what the operator calls on its Lease (see the chart's rbac.yaml).
+LEASE_VERBS = {"get", "list", "watch", "create", "patch"}
 
 BASE_ARGS = ["run", "--log-format", "LOG_FORMAT", "--probe-addr", "0.0.0.0:8081",
              "--api-addr", "0.0.0.0:8080", "--api-auth", "kubernetes"]
@@ -77,7 +106,15 @@ class Checker:
         return condition
 
 
-def check_deployment(check, case, deployment, extra_args, log_format):
+def check_deployment(check, case, deployment, extra_args, log_format, replicas):
+    check.expect(deployment["spec"]["replicas"] == replicas,
+                 f"{case}: replicas {deployment['spec']['replicas']}, want {replicas}")
+    # Without election a rollout must never run two; with it the new pod waits as a standby.
+    electing = "--leader-elect" in extra_args
+    strategy = deployment["spec"].get("strategy", {})
+    want_strategy = ({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+                     if electing else {"type": "Recreate"})
+    check.expect(strategy == want_strategy, f"{case}: strategy {strategy}, want {want_strategy}")
     spec = deployment["spec"]["template"]["spec"]
     pod = spec.get("securityContext", {})
     check.expect(pod.get("runAsNonRoot") is True, f"{case}: pod runAsNonRoot")
@@ -99,6 +136,8 @@ def check_deployment(check, case, deployment, extra_args, log_format):
     env = {e["name"]: e for e in container.get("env", [])}
     check.expect(env.get("POD_NAME", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name",
                  f"{case}: POD_NAME from the downward API")
+    check.expect(env.get("POD_NAMESPACE", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+                 == "metadata.namespace", f"{case}: POD_NAMESPACE from the downward API")
     check.expect("RUST_LOG" in env, f"{case}: RUST_LOG set")
     labels = deployment["metadata"]["labels"]
     for key in ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/version",
@@ -106,15 +145,34 @@ def check_deployment(check, case, deployment, extra_args, log_format):
         check.expect(key in labels, f"{case}: Deployment label {key}")
 
 
-def check_rbac(check, case, documents):
+def check_rbac(check, case, documents, electing):
+    lease_roles = []
     for doc in documents:
         if doc["kind"] not in ("ClusterRole", "Role"):
             continue
         for rule in doc["rules"]:
             for field in ("apiGroups", "resources", "verbs"):
                 check.expect("*" not in rule.get(field, []), f"{case}: wildcard in {doc['kind']} {field}")
+            check.expect("resourceNames" not in rule and "nonResourceURLs" not in rule,
+                         f"{case}: {doc['kind']} rule with resourceNames or nonResourceURLs: {rule}")
             check.expect("secrets" not in rule["resources"], f"{case}: {doc['kind']} grants secrets")
-            check.expect("leases" not in rule["resources"], f"{case}: {doc['kind']} grants leases")
+            if "leases" in rule["resources"]:
+                lease_roles.append(doc)
+                check.expect(doc["kind"] == "Role" and doc["metadata"].get("namespace") == NAMESPACE,
+                             f"{case}: leases granted outside the release namespace by {doc['kind']} "
+                             f"{doc['metadata']['name']}")
+                check.expect(rule["apiGroups"] == ["coordination.k8s.io"] and rule["resources"] == ["leases"]
+                             and set(rule["verbs"]) == LEASE_VERBS and len(rule["verbs"]) == len(LEASE_VERBS),
+                             f"{case}: lease rule {rule}, want exactly {sorted(LEASE_VERBS)}")
+    check.expect(len(lease_roles) == (1 if electing else 0),
+                 f"{case}: {len(lease_roles)} Role(s) on leases, want {1 if electing else 0}")
+    for role in lease_roles:
+        name = role["metadata"]["name"]
+        bindings = [d for d in documents if d["kind"] == "RoleBinding" and d["roleRef"]["name"] == name]
+        check.expect(len(bindings) == 1 and bindings[0]["metadata"].get("namespace") == NAMESPACE
+                     and bindings[0]["subjects"] == [{"kind": "ServiceAccount", "name": "platform-operator",
+                                                      "namespace": NAMESPACE}],
+                     f"{case}: the lease Role {name} is not bound to the operator's ServiceAccount alone")
 
 
 def check_stack(check, documents):
@@ -142,7 +200,7 @@ def main():
     args = parser.parse_args()
     check = Checker()
 
-    for case, (files, sets, kinds, extra_args) in CASES.items():
+    for case, (files, sets, kinds, extra_args, replicas) in CASES.items():
         flags = value_flags(files, sets)
         for kube in KUBE_VERSIONS:
             lint = helm(args.helm, "lint", "--strict", "--kube-version", kube, str(CHART), *flags)
@@ -166,8 +224,8 @@ def main():
             values.update(yaml.safe_load((CHART / file).read_text()) or {})
         log_format = values.get("logFormat", "json")
         for deployment in (d for d in documents if d["kind"] == "Deployment"):
-            check_deployment(check, case, deployment, extra_args, log_format)
-        check_rbac(check, case, documents)
+            check_deployment(check, case, deployment, extra_args, log_format, replicas)
+        check_rbac(check, case, documents, "--leader-elect" in extra_args)
         if case == "trading-stack":
             check_stack(check, documents)
         print(f"chart-check: {case}: {len(documents)} documents: "
