@@ -6,12 +6,14 @@
 //! - [`graph`]: pure dependency logic (validation, waves, closures, critical path);
 //! - [`controller`]: the reconcilers (observe → plan (pure) → execute);
 //! - [`api`]: the HTTP server: probes, metrics and the REST API for legacy callers;
+//! - [`alerts`]: alert delivery (webhook, Slack, email) with routing and rate limits;
 //! - [`client`]: the kube client with a client-side rate limit (QPS and burst);
 //! - [`schema`]: API-server-style validation, shared by `plan` and the simulated cluster.
 //!
 //! The simulated cluster (`crates/sim`) and the sandbox that runs the operator against it
 //! (`crates/sandbox`) are crates of their own; this crate does not depend on them.
 
+pub mod alerts;
 pub mod api;
 pub mod client;
 pub mod controller;

@@ -49,6 +49,14 @@ pub struct ActionLabels {
     pub action: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AlertDeliveryLabels {
+    /// `webhook`, `slack` or `email`.
+    pub channel_type: &'static str,
+    /// `sent`, `failed`, `rate_limited` or `dropped`.
+    pub result: &'static str,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// The operator's metrics.
@@ -59,6 +67,7 @@ pub struct Metrics {
     pub api_request_seconds: HistogramFamily<RouteLabels>,
     pub api_control_requests: Family<ActionLabels, Counter>,
     platforms: Family<PhaseLabels, Gauge>,
+    pub alert_deliveries: Family<AlertDeliveryLabels, Counter>,
     /// Serialises scrapes: the phase gauges are set from the cache, then encoded.
     scrape: Mutex<()>,
 }
@@ -114,8 +123,15 @@ impl Default for Metrics {
             "Platforms in the operator's cache, by phase",
             platforms.clone(),
         );
+        let alert_deliveries = Family::<AlertDeliveryLabels, Counter>::default();
+        registry.register(
+            "alert_deliveries",
+            "Alerts by channel type and result (sent, failed, rate_limited, dropped)",
+            alert_deliveries.clone(),
+        );
         Metrics {
             registry,
+            alert_deliveries,
             reconciles,
             api_requests,
             api_request_seconds,

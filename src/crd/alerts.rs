@@ -4,7 +4,8 @@ use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// Alert channels and the events that alert.
+/// Alert channels and the events that alert. Each channel receives at most a few alerts a
+/// minute (the operator's per-channel rate limit); the ones over it are dropped and counted.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
@@ -18,7 +19,7 @@ pub struct Alerts {
     #[schemars(length(max = 16))]
     pub channels: Vec<AlertChannel>,
     /// Which events alert. Default: `Failed`, `CircuitOpen`, `ResourceExceeded`,
-    /// `DependencyFailed`.
+    /// `DependencyFailed` (add `Recovered` to hear when the platform is back).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 16))]
     pub events: Option<Vec<AlertEvent>>,
@@ -80,4 +81,6 @@ pub enum AlertEvent {
     CircuitOpen,
     /// The platform is in phase Failed.
     Failed,
+    /// A platform that had failed or was stopped by a dependency's failure is Running again.
+    Recovered,
 }

@@ -7,6 +7,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::alerts::Alerts;
 use super::platform::DesiredState;
 use super::settings::{
     HealthCheckSettings, Reactions, ResourceSettings, RestartPolicySettings, ShutdownSettings,
@@ -84,6 +85,11 @@ pub struct GroupDefaults {
     /// like the member's own `reactions`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reactions: Option<Reactions>,
+    /// Default alert routing for members that set no `alerts` of their own (a member's own
+    /// `alerts` replaces these as a whole, it is not merged). The channels' Secrets are read
+    /// in the group's namespace, which is also its members'.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<Alerts>,
 }
 
 /// How the members start.

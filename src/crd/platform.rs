@@ -157,8 +157,9 @@ pub struct PlatformSpec {
     #[schemars(extend("maxProperties" = 256))]
     pub config: BTreeMap<String, String>,
 
-    /// Where alerts about this platform go, and which events alert. Not acted on yet: no alert
-    /// is sent; the values are validated and stored only.
+    /// Where alerts about this platform go, and which events alert. When unset, the group's
+    /// `defaults.alerts` apply; when set, it replaces them as a whole. Delivery never holds up
+    /// reconciling: a failed or rate-limited alert is logged and counted, not retried.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alerts: Option<Alerts>,
 }
