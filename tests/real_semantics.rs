@@ -17,7 +17,9 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use platform_operator::controller::FIELD_MANAGER;
-use platform_operator::controller::build::{PLATFORM_LABEL, build_config_map, build_deployment};
+use platform_operator::controller::build::{
+    PLATFORM_LABEL, RestartMarks, build_config_map, build_deployment,
+};
 use platform_operator::crd::{Platform, PlatformStatus};
 use platform_operator::fixtures::platform;
 use platform_operator::stack::effective_settings;
@@ -109,7 +111,8 @@ async fn server_side_apply_under_the_operators_field_manager_is_forced_and_idemp
 
     // The Deployment: its controller writes the status, so compare once that has settled.
     let settings = effective_settings(&owner, None);
-    let deployment = build_deployment(&owner, &settings, 0, None).expect("built");
+    let deployment =
+        build_deployment(&owner, &settings, 0, RestartMarks::default()).expect("built");
     let deployments: Api<Deployment> = Api::namespaced(env.client.clone(), &ns.name);
     let applied = deployments
         .patch(
@@ -366,7 +369,8 @@ async fn platform_with_deployment(
     )
     .await;
     let settings = effective_settings(&owner, None);
-    let deployment = build_deployment(&owner, &settings, replicas, None).expect("built");
+    let deployment =
+        build_deployment(&owner, &settings, replicas, RestartMarks::default()).expect("built");
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
     let applied = deployments
         .patch(name, &operator_apply(), &Patch::Apply(&deployment))
@@ -472,8 +476,13 @@ async fn owned_objects_are_garbage_collected_after_their_platform() {
             reference.block_owner_deletion
         );
         let deployments: Api<Deployment> = Api::namespaced(env.client.clone(), &ns.name);
-        let mut blocking =
-            build_deployment(&owner, &effective_settings(&owner, None), 1, None).expect("built");
+        let mut blocking = build_deployment(
+            &owner,
+            &effective_settings(&owner, None),
+            1,
+            RestartMarks::default(),
+        )
+        .expect("built");
         blocking.metadata.owner_references = Some(vec![OwnerReference {
             block_owner_deletion: Some(true),
             ..reference

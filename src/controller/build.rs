@@ -42,12 +42,25 @@ pub fn config_map_name(platform_name: &str) -> String {
     format!("{platform_name}-config")
 }
 
-/// The Deployment for `platform` at `replicas`, carrying the restart request `restarted_at`.
+/// Pod template annotation carrying the operator's own last restart (supervision), apart from
+/// the user's request so that neither is mistaken for the other.
+pub const SUPERVISOR_RESTART_ANNOTATION: &str = "pmp.dev/supervisorRestartedAt";
+
+/// The restarts a Deployment's pod template carries: a new value rolls the pods.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RestartMarks<'a> {
+    /// The user's request (`pmp.dev/restartedAt`) last carried out.
+    pub requested: Option<&'a str>,
+    /// The operator's own last restart.
+    pub supervisor: Option<&'a str>,
+}
+
+/// The Deployment for `platform` at `replicas`, carrying the restarts `restarts`.
 pub fn build_deployment(
     platform: &Platform,
     settings: &EffectiveSettings,
     replicas: i32,
-    restarted_at: Option<&str>,
+    restarts: RestartMarks<'_>,
 ) -> Result<Deployment, Error> {
     let name = platform
         .metadata
@@ -69,8 +82,11 @@ pub fn build_deployment(
             digest_of(&platform.spec.config)?,
         );
     }
-    if let Some(request) = restarted_at {
+    if let Some(request) = restarts.requested {
         annotations.insert(RESTART_ANNOTATION.into(), request.to_string());
+    }
+    if let Some(token) = restarts.supervisor {
+        annotations.insert(SUPERVISOR_RESTART_ANNOTATION.into(), token.to_string());
     }
 
     let pod = template.spec.get_or_insert_with(Default::default);

@@ -284,6 +284,21 @@ impl Context {
         i32::try_from(count).unwrap_or(i32::MAX)
     }
 
+    /// The cached pods of a platform.
+    pub fn pods_of(&self, platform: &NodeKey) -> Vec<Arc<Pod>> {
+        let index = self.pod_index.lock().unwrap_or_else(|p| p.into_inner());
+        index
+            .get(platform)
+            .into_iter()
+            .flatten()
+            .filter_map(|name| {
+                self.stores
+                    .pods
+                    .get(&ObjectRef::new(name).within(&platform.namespace))
+            })
+            .collect()
+    }
+
     /// Members of `group` holding a start slot, other than `platform`.
     pub fn slots_taken(&self, group: &NodeKey, platform: &NodeKey) -> BTreeSet<NodeKey> {
         let slots = self.start_slots.lock().unwrap_or_else(|p| p.into_inner());

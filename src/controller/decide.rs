@@ -13,29 +13,35 @@
 
 use std::time::Duration;
 
-use crate::crd::Phase;
+use crate::crd::{AlertEvent, Phase, SupervisionStatus};
 
 use super::model::{
-    Action, ActionKind, Decision, FinalizerChange, Observed, RESTART_ANNOTATION,
-    RESTART_DEPENDENTS_ANNOTATION, StopCause,
+    Action, ActionKind, AlertLevel, AlertNote, Decision, FinalizerChange, Observed,
+    RESTART_ANNOTATION, RESTART_DEPENDENTS_ANNOTATION, StopCause,
 };
+use super::supervise::{Verdict, detect, supervise};
 
 /// Decides what to do about one platform.
 pub fn decide(observed: &Observed) -> Decision {
     let current = observed.deployment.as_ref().map(|d| d.replicas);
     let desired_replicas = observed.platform.spec.replicas;
+    let verdict = supervise(observed, &detect(observed));
     let mut decision = Decision {
         replicas: current,
         starts: false,
         finalizer: None,
         phase: Phase::Pending,
-        actions: Vec::new(),
+        actions: verdict.actions.clone(),
         restart_dependents: Vec::new(),
         handled_restart: None,
         requeue_after: None,
         message: String::new(),
         ready_reason: None,
+        supervision: verdict.state.clone(),
+        supervisor_restart: None,
+        alerts: verdict.alerts.clone(),
     };
+    let stop_cause = stop_cause(observed, &verdict);
 
     if let Some(block) = &observed.block {
         decision.phase = Phase::Blocked;
@@ -45,25 +51,94 @@ pub fn decide(observed: &Observed) -> Decision {
                 .actions
                 .push(action(ActionKind::Blocked, block.clone()));
         }
-    } else if let Some(cause) = &observed.stop_cause {
+    } else if let Some(cause) = &stop_cause {
         decide_stop(observed, cause, &mut decision);
+        if let StopCause::Failed(reason) = cause {
+            decision.phase = Phase::Failed;
+            decision.ready_reason = verdict.failed_reason;
+            decision.message = format!("{reason}; {}", decision.message);
+        } else if cause.is_failure()
+            && !matches!(
+                previous_phase(observed),
+                Some(Phase::Stopping | Phase::Stopped)
+            )
+        {
+            let summary = format!("stopped: {}", cause.describe(&observed.key));
+            decision.alerts.push(AlertNote {
+                event: AlertEvent::DependencyFailed,
+                level: AlertLevel::Warning,
+                summary,
+                evidence: Vec::new(),
+            });
+        }
     } else {
         decide_run(observed, current, desired_replicas, &mut decision);
+        if verdict.restart.is_some() && decision.replicas.is_some_and(|r| r > 0) {
+            decision.supervisor_restart = verdict.restart.clone();
+            if decision.phase == Phase::Failed {
+                // The restart is the answer to the failure: the platform is starting again.
+                decision.phase = Phase::Starting;
+                decision.actions.retain(|a| a.kind != ActionKind::Failed);
+                decision.message = "restarting after a failed health check".to_string();
+            }
+        }
+        note_recovery(&mut decision);
     }
+    decision.requeue_after = match (decision.requeue_after, verdict.requeue_after) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
 
     decide_finalizer(observed, &mut decision);
     decision
+}
+
+/// The stop cause, with supervision's word on failure taking precedence over the topology's
+/// (which is computed from the status as cached, one write behind).
+fn stop_cause(observed: &Observed, verdict: &Verdict) -> Option<StopCause> {
+    match (&observed.stop_cause, &verdict.failed) {
+        (Some(StopCause::Failed(_)) | None, Some(reason)) => {
+            Some(StopCause::Failed(reason.clone()))
+        }
+        (Some(StopCause::Failed(_)), None) => None,
+        (cause, _) => cause.clone(),
+    }
+}
+
+/// A platform that failed (or was stopped for a failed dependency) and is Running again: a
+/// `Recovered` alert, once.
+fn note_recovery(decision: &mut Decision) {
+    let Some(state) = decision.supervision.as_mut() else {
+        return;
+    };
+    if decision.phase == Phase::Running && state.awaiting_recovery {
+        state.awaiting_recovery = false;
+        decision.alerts.push(AlertNote {
+            event: AlertEvent::Recovered,
+            level: AlertLevel::Info,
+            summary: "recovered: Running again".to_string(),
+            evidence: Vec::new(),
+        });
+        if *state == SupervisionStatus::default() {
+            decision.supervision = None;
+        }
+    }
 }
 
 fn decide_stop(observed: &Observed, cause: &StopCause, decision: &mut Decision) {
     let stop_reason = cause.describe(&observed.key);
     let running = decision.replicas.is_some_and(|r| r > 0);
     if running {
+        // A platform that fails takes its dependents down first (unless they are to be left
+        // running), whether or not the topology, one status write behind, says so yet.
+        let failing_cascades = matches!(cause, StopCause::Failed(_))
+            && observed.settings.reactions.on_dependency_failed
+                == crate::crd::DependencyReaction::StopDependents;
         let waiting_for: Vec<String> = observed
             .dependents
             .iter()
             // Only dependents that stop as well hold this platform's stop.
-            .filter(|d| d.stopping && !d.stopped)
+            .filter(|d| (d.stopping || failing_cascades) && !d.stopped)
             .map(|d| d.key.name.clone())
             .collect();
         let timeout = Duration::from_secs(u64::from(observed.settings.shutdown_timeout_seconds));

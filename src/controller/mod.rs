@@ -34,6 +34,7 @@ mod platform;
 mod run;
 pub mod status;
 pub mod stopping;
+pub mod supervise;
 mod tap;
 mod trim;
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 
-use crate::crd::{Phase, Platform};
+use crate::crd::{AlertEvent, Phase, Platform, SupervisionStatus};
 use crate::graph::NodeKey;
 use crate::stack::EffectiveSettings;
 
@@ -63,6 +63,24 @@ pub struct DependencyState {
     pub ready: bool,
 }
 
+/// What supervision reads of one pod of the platform.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PodHealth {
+    pub name: String,
+    pub ready: bool,
+    /// When its `Ready` condition last changed (so: since when it is (not) ready).
+    pub ready_changed_at: Option<Timestamp>,
+    /// Container restarts (by the kubelet) summed over its containers.
+    pub restarts: i32,
+    /// A container waiting with this reason (`CrashLoopBackOff`, `ImagePullBackOff`, ...),
+    /// and its message.
+    pub waiting: Option<(String, String)>,
+    /// The last termination of a container: its reason (`OOMKilled`, `Error`) and end.
+    pub last_terminated: Option<(String, Option<Timestamp>)>,
+    /// `PodScheduled=False` with reason `Unschedulable`: its message.
+    pub unschedulable: Option<String>,
+}
+
 /// A dependent as its dependency sees it when stopping.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DependentState {
@@ -84,6 +102,8 @@ pub enum StopCause {
     Group(NodeKey),
     /// It is being deleted.
     Deletion,
+    /// Supervision stopped it (circuit open, or resources exceeded), for this reason.
+    Failed(String),
     /// Something it depends on (transitively) must stop for `cause`.
     Dependency {
         dependency: NodeKey,
@@ -100,11 +120,13 @@ impl StopCause {
                 format!("PlatformGroup/{}: spec.desiredState is Stopped", group.name)
             }
             StopCause::Deletion => format!("Platform/{}: being deleted", own.name),
+            StopCause::Failed(reason) => format!("Platform/{}: failed ({reason})", own.name),
             StopCause::Dependency { dependency, cause } => {
                 let root = match cause.as_ref() {
                     StopCause::Spec => "stopped",
                     StopCause::Group(_) => "stopped by its group",
                     StopCause::Deletion => "being deleted",
+                    StopCause::Failed(_) => "failed",
                     StopCause::Dependency { .. } => "stopping",
                 };
                 format!("Platform/{}: dependency {root}", dependency.name)
@@ -115,6 +137,15 @@ impl StopCause {
     /// Whether the user asked for this very platform to stop (not a cascade).
     pub fn is_own(&self) -> bool {
         !matches!(self, StopCause::Dependency { .. })
+    }
+
+    /// Whether the stop goes back to a failed platform (its own, or a dependency's).
+    pub fn is_failure(&self) -> bool {
+        match self {
+            StopCause::Failed(_) => true,
+            StopCause::Dependency { cause, .. } => cause.is_failure(),
+            _ => false,
+        }
     }
 }
 
@@ -150,6 +181,8 @@ pub struct Observed {
     pub group: Option<GroupFacts>,
     /// Groups that claim this platform together (the platform then ignores them).
     pub group_conflict: Vec<NodeKey>,
+    /// Its pods' health, for supervision.
+    pub pod_health: Vec<PodHealth>,
 }
 
 #[cfg(test)]
@@ -172,6 +205,7 @@ impl Observed {
             stop_cause: None,
             group: None,
             group_conflict: Vec::new(),
+            pod_health: Vec::new(),
         }
     }
 }
@@ -188,6 +222,11 @@ pub enum ActionKind {
     Blocked,
     ShutdownTimeout,
     Failed,
+    CircuitOpen,
+    CircuitHalfOpen,
+    CircuitClosed,
+    CircuitReset,
+    ResourceExceeded,
 }
 
 impl ActionKind {
@@ -203,6 +242,11 @@ impl ActionKind {
             ActionKind::Blocked => "Blocked",
             ActionKind::ShutdownTimeout => "ShutdownTimeout",
             ActionKind::Failed => "Failed",
+            ActionKind::CircuitOpen => "CircuitOpen",
+            ActionKind::CircuitHalfOpen => "CircuitHalfOpen",
+            ActionKind::CircuitClosed => "CircuitClosed",
+            ActionKind::CircuitReset => "CircuitReset",
+            ActionKind::ResourceExceeded => "ResourceExceeded",
         }
     }
 
@@ -218,6 +262,11 @@ impl ActionKind {
             ActionKind::Blocked => "Blocked",
             ActionKind::ShutdownTimeout => "ShutdownTimeout",
             ActionKind::Failed => "Failed",
+            ActionKind::CircuitOpen => "CircuitOpened",
+            ActionKind::CircuitHalfOpen => "CircuitHalfOpened",
+            ActionKind::CircuitClosed => "CircuitClosed",
+            ActionKind::CircuitReset => "CircuitReset",
+            ActionKind::ResourceExceeded => "ResourceExceeded",
         }
     }
 
@@ -225,7 +274,11 @@ impl ActionKind {
     pub fn is_requested(self) -> bool {
         matches!(
             self,
-            ActionKind::Start | ActionKind::Stop | ActionKind::Restart | ActionKind::Scale
+            ActionKind::Start
+                | ActionKind::Stop
+                | ActionKind::Restart
+                | ActionKind::Scale
+                | ActionKind::CircuitReset
         )
     }
 
@@ -233,7 +286,11 @@ impl ActionKind {
     pub fn is_warning(self) -> bool {
         matches!(
             self,
-            ActionKind::Blocked | ActionKind::ShutdownTimeout | ActionKind::Failed
+            ActionKind::Blocked
+                | ActionKind::ShutdownTimeout
+                | ActionKind::Failed
+                | ActionKind::CircuitOpen
+                | ActionKind::ResourceExceeded
         )
     }
 }
@@ -272,4 +329,27 @@ pub struct Decision {
     pub message: String,
     /// The `Ready` condition's reason when it is not the phase (e.g. `InvalidSpec`).
     pub ready_reason: Option<&'static str>,
+    /// Supervision's state after this decision (`None`: nothing to remember).
+    pub supervision: Option<SupervisionStatus>,
+    /// The operator's own restart this decision carries out (a new pod template token).
+    pub supervisor_restart: Option<String>,
+    /// Alerts to send.
+    pub alerts: Vec<AlertNote>,
+}
+
+/// How urgent an alert is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertLevel {
+    Critical,
+    Warning,
+    Info,
+}
+
+/// An alert a decision raises (routed to the platform's channels when it is carried out).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertNote {
+    pub event: AlertEvent,
+    pub level: AlertLevel,
+    pub summary: String,
+    pub evidence: Vec<String>,
 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::reflector::ObjectRef;
 
@@ -16,7 +16,8 @@ use crate::stack::effective_settings;
 use super::build::{SPEC_HASH_ANNOTATION, config_map_name};
 use super::context::{Context, Topology};
 use super::model::{
-    DependencyState, DependentState, DeploymentState, GroupFacts, Observed, RESTART_ANNOTATION,
+    DependencyState, DependentState, DeploymentState, GroupFacts, Observed, PodHealth,
+    RESTART_ANNOTATION,
 };
 
 /// Reads what is known about `platform`.
@@ -81,6 +82,49 @@ pub fn observe(ctx: &Context, platform: &Platform, key: &NodeKey) -> Observed {
         stop_cause: topology.stop_causes.get(key).cloned(),
         group: group_facts,
         group_conflict: topology.membership.conflicting_groups(key).to_vec(),
+        pod_health: ctx.pods_of(key).iter().map(|p| pod_health(p)).collect(),
+    }
+}
+
+/// What supervision reads of a pod.
+pub fn pod_health(pod: &Pod) -> PodHealth {
+    let status = pod.status.as_ref();
+    let condition = |type_: &str| {
+        status
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == type_))
+    };
+    let ready = condition("Ready");
+    let containers: Vec<_> = status
+        .and_then(|s| s.container_statuses.clone())
+        .unwrap_or_default();
+    let waiting = containers.iter().find_map(|c| {
+        let waiting = c.state.as_ref()?.waiting.as_ref()?;
+        let reason = waiting.reason.clone()?;
+        Some((reason, waiting.message.clone().unwrap_or_default()))
+    });
+    let last_terminated = containers
+        .iter()
+        .filter_map(|c| {
+            let terminated = c.last_state.as_ref()?.terminated.as_ref()?;
+            let reason = terminated
+                .reason
+                .clone()
+                .unwrap_or_else(|| "Error".to_string());
+            Some((reason, terminated.finished_at.as_ref().map(|t| t.0)))
+        })
+        .max_by_key(|(_, finished)| *finished);
+    let unschedulable = condition("PodScheduled")
+        .filter(|c| c.status == "False" && c.reason.as_deref() == Some("Unschedulable"))
+        .map(|c| c.message.clone().unwrap_or_default());
+    PodHealth {
+        name: pod.metadata.name.clone().unwrap_or_default(),
+        ready: ready.is_some_and(|c| c.status == "True"),
+        ready_changed_at: ready.and_then(|c| c.last_transition_time.as_ref().map(|t| t.0)),
+        restarts: containers.iter().map(|c| c.restart_count).sum(),
+        waiting,
+        last_terminated,
+        unschedulable,
     }
 }
 

@@ -14,7 +14,9 @@ use kube::ResourceExt;
 use crate::crd::{Phase, PlatformStatus};
 use crate::graph::NodeKey;
 
-use super::build::{SPEC_HASH_ANNOTATION, build_config_map, build_deployment, check_workload};
+use super::build::{
+    RestartMarks, SPEC_HASH_ANNOTATION, build_config_map, build_deployment, check_workload,
+};
 use super::decide::decide;
 use super::error::Error;
 use super::model::{Action, ActionKind, Decision, FinalizerChange, Observed};
@@ -124,8 +126,19 @@ fn desired_workload(
             .as_ref()
             .and_then(|s| s.handled_restart.clone())
     });
+    let supervisor = decision.supervisor_restart.clone().or_else(|| {
+        platform
+            .status
+            .as_ref()
+            .and_then(|s| s.supervision.as_ref())
+            .and_then(|s| s.restart_token.clone())
+    });
     let config_map = build_config_map(platform)?;
-    let deployment = build_deployment(platform, &observed.settings, replicas, restart.as_deref())?;
+    let marks = RestartMarks {
+        requested: restart.as_deref(),
+        supervisor: supervisor.as_deref(),
+    };
+    let deployment = build_deployment(platform, &observed.settings, replicas, marks)?;
     Ok((config_map, deployment))
 }
 

@@ -209,6 +209,7 @@ pub fn next_status(observed: &Observed, decision: &Decision) -> PlatformStatus {
         startup_wave: observed.wave.and_then(|w| i32::try_from(w).ok()),
         message: Some(decision.message.clone()),
         history,
+        supervision: decision.supervision.clone(),
     }
 }
 

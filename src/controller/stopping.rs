@@ -4,11 +4,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::crd::{DesiredState, Platform, PlatformGroup};
+use crate::crd::{DependencyReaction, DesiredState, Platform, PlatformGroup};
 use crate::graph::{EdgeKind, Graph, NodeKey};
-use crate::stack::{Membership, key_of};
+use crate::stack::{Membership, effective_settings, key_of};
 
 use super::model::StopCause;
+use super::supervise::failed_reason;
 
 /// The stop cause of every platform that must stop: its own (deletion, spec, group), else the
 /// one of a dependency through `dependsOn` edges (group ordering edges order startup; they do
@@ -19,10 +20,23 @@ pub fn stop_causes(
     membership: &Membership,
     groups: &HashMap<NodeKey, Arc<PlatformGroup>>,
 ) -> HashMap<NodeKey, StopCause> {
+    let group_of = |key: &NodeKey| membership.group_of.get(key).and_then(|g| groups.get(g));
     let own = |key: &NodeKey| -> Option<StopCause> {
         let platform = platforms.get(key)?;
-        let group = membership.group_of.get(key).and_then(|g| groups.get(g));
-        own_stop_cause(platform, group.map(AsRef::as_ref))
+        own_stop_cause(platform, group_of(key).map(AsRef::as_ref))
+    };
+    // A failed platform stops its dependents unless its `onDependencyFailed` says otherwise.
+    let cascades = |dependency: &NodeKey, cause: &StopCause| -> bool {
+        if !matches!(cause, StopCause::Failed(_)) {
+            return true;
+        }
+        platforms.get(dependency).is_none_or(|platform| {
+            let defaults = group_of(dependency).and_then(|g| g.spec.defaults.as_ref());
+            effective_settings(platform, defaults)
+                .reactions
+                .on_dependency_failed
+                == DependencyReaction::StopDependents
+        })
     };
     let mut causes: HashMap<NodeKey, StopCause> = HashMap::new();
     for key in graph.waves().iter().flatten() {
@@ -33,6 +47,9 @@ pub fn stop_causes(
                 .filter(|(_, kind)| *kind == EdgeKind::DependsOn)
                 .find_map(|(dependency, _)| {
                     let theirs = causes.get(&dependency)?;
+                    if !cascades(&dependency, theirs) {
+                        return None;
+                    }
                     Some(if theirs.is_own() {
                         StopCause::Dependency {
                             dependency,
@@ -64,8 +81,13 @@ pub fn own_stop_cause(platform: &Platform, group: Option<&PlatformGroup>) -> Opt
     if platform.spec.desired_state == DesiredState::Stopped {
         return Some(StopCause::Spec);
     }
-    let group = group?;
-    (group.spec.desired_state == DesiredState::Stopped).then(|| StopCause::Group(key_of(group)))
+    if let Some(group) = group
+        && group.spec.desired_state == DesiredState::Stopped
+    {
+        return Some(StopCause::Group(key_of(group)));
+    }
+    let supervision = platform.status.as_ref()?.supervision.as_ref()?;
+    failed_reason(supervision).map(StopCause::Failed)
 }
 
 #[cfg(test)]

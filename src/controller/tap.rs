@@ -304,10 +304,16 @@ fn neighbour_signature(platform: &Platform) -> u64 {
     hasher.finish()
 }
 
-/// What shapes the topology: identity, the spec (dependencies, desired state), labels and
-/// deletion.
+/// What shapes the topology: identity, the spec (dependencies, desired state), labels,
+/// deletion, and whether supervision keeps it stopped as failed (its dependents' stop causes).
 fn shape_signature(platform: &Platform) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    platform
+        .status
+        .as_ref()
+        .and_then(|s| s.supervision.as_ref())
+        .and_then(super::supervise::failed_reason)
+        .hash(&mut hasher);
     platform.metadata.uid.hash(&mut hasher);
     platform.metadata.generation.hash(&mut hasher);
     platform.metadata.labels.hash(&mut hasher);

@@ -1,12 +1,13 @@
 //! What the caches keep of each object: only what the operator reads. At 10,000 platforms the
 //! caches are most of the operator's memory, and most of an object is what it never reads:
 //! `managedFields` (often larger than the rest), a client-side apply's
-//! `last-applied-configuration` copy, a pod's spec and status (the operator only counts pods),
+//! `last-applied-configuration` copy, a pod's spec and most of its status (supervision reads
+//! readiness, container waiting and termination reasons, restart counts and scheduling),
 //! a Deployment's pod template spec (its changes are detected by the spec hash annotation), a
 //! ConfigMap's data (likewise).
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, ContainerStatus, Pod, PodCondition, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::crd::{Platform, PlatformGroup};
@@ -45,7 +46,39 @@ pub fn pod(pod: &mut Pod) {
     trim_meta(&mut pod.metadata);
     pod.metadata.annotations = None;
     pod.spec = None;
-    pod.status = None;
+    if let Some(status) = pod.status.as_mut() {
+        let kept = PodStatus {
+            conditions: status.conditions.take().map(|conditions| {
+                conditions
+                    .into_iter()
+                    .filter(|c| c.type_ == "Ready" || c.type_ == "PodScheduled")
+                    .map(|c| PodCondition {
+                        // Unschedulable's message is what a person needs; Ready's is not read.
+                        message: (c.type_ == "PodScheduled").then_some(c.message).flatten(),
+                        ..c
+                    })
+                    .collect()
+            }),
+            container_statuses: status.container_statuses.take().map(|containers| {
+                containers
+                    .into_iter()
+                    .map(|c| ContainerStatus {
+                        image: String::new(),
+                        image_id: String::new(),
+                        container_id: None,
+                        resources: None,
+                        volume_mounts: None,
+                        allocated_resources: None,
+                        user: None,
+                        ..c
+                    })
+                    .collect()
+            }),
+            phase: status.phase.take(),
+            ..Default::default()
+        };
+        *status = kept;
+    }
 }
 
 #[cfg(test)]
@@ -109,5 +142,59 @@ mod tests {
         assert_eq!(p.metadata.name.as_deref(), Some("a-1"));
         assert!(p.metadata.labels.is_some());
         assert!(p.spec.is_none() && p.status.is_none());
+    }
+
+    #[test]
+    fn a_trimmed_pod_keeps_what_supervision_reads() {
+        use k8s_openapi::api::core::v1::{ContainerState, ContainerStateWaiting};
+        let mut p = Pod {
+            status: Some(PodStatus {
+                conditions: Some(vec![
+                    PodCondition {
+                        type_: "Ready".into(),
+                        status: "False".into(),
+                        message: Some("containers not ready".into()),
+                        ..Default::default()
+                    },
+                    PodCondition {
+                        type_: "Initialized".into(),
+                        status: "True".into(),
+                        ..Default::default()
+                    },
+                ]),
+                container_statuses: Some(vec![ContainerStatus {
+                    name: "main".into(),
+                    image: "registry.example/app:1".into(),
+                    restart_count: 4,
+                    state: Some(ContainerState {
+                        waiting: Some(ContainerStateWaiting {
+                            reason: Some("CrashLoopBackOff".into()),
+                            message: Some("back-off 40s".into()),
+                        }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }]),
+                host_ip: Some("10.0.0.1".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        pod(&mut p);
+        let status = p.status.expect("status kept");
+        let conditions = status.conditions.expect("conditions");
+        assert_eq!(conditions.len(), 1, "only Ready and PodScheduled");
+        assert_eq!(conditions[0].message, None);
+        let container = &status.container_statuses.expect("containers")[0];
+        assert_eq!(container.restart_count, 4);
+        assert_eq!(
+            container
+                .state
+                .as_ref()
+                .and_then(|s| s.waiting.as_ref())
+                .and_then(|w| w.reason.as_deref()),
+            Some("CrashLoopBackOff")
+        );
+        assert!(container.image.is_empty() && status.host_ip.is_none());
     }
 }

@@ -23,7 +23,10 @@ pub use settings::{
     HttpProbe, Probe, Reactions, ResourceReaction, ResourceSettings, RestartPolicySettings,
     ShutdownSettings, TcpProbe,
 };
-pub use status::{HISTORY_LIMIT, HistoryEntry, Phase, PlatformStatus, condition};
+pub use status::{
+    CircuitState, FailureRecord, HISTORY_LIMIT, HistoryEntry, Phase, PlatformStatus,
+    SupervisionStatus, condition,
+};
 
 /// The API group of every custom resource here.
 pub const GROUP: &str = "pmp.dev";

@@ -81,6 +81,88 @@ pub struct PlatformStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 20))]
     pub history: Vec<HistoryEntry>,
+    /// What runtime supervision remembers (restarts in the window, back-off, the circuit), kept
+    /// here rather than in the operator's memory so that it survives operator restarts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supervision: Option<SupervisionStatus>,
+}
+
+/// The state of a platform's circuit breaker.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+pub enum CircuitState {
+    /// Failures are answered with restarts (within the restart policy's budget).
+    #[default]
+    Closed,
+    /// Too many restarts in the window: the platform is stopped (phase Failed) until the
+    /// cooldown ends, its spec changes, or a user resets it (a restart request).
+    Open,
+    /// The cooldown ended: one trial start; Running closes the circuit, a failure opens it
+    /// again with a longer cooldown.
+    HalfOpen,
+}
+
+/// Runtime supervision's memory of one platform.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SupervisionStatus {
+    /// The circuit breaker.
+    #[serde(default)]
+    pub circuit: CircuitState,
+    /// The operator's restarts within the restart policy's window, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 101))]
+    pub restarts: Vec<Time>,
+    /// No restart before this time (back-off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_restart_after: Option<Time>,
+    /// The operator's last restart, as its pods' template carries it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_token: Option<String>,
+    /// When the circuit opened last, and how long it stays open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opened_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cooldown_seconds: Option<u32>,
+    /// When the current half-open trial started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trial_started_at: Option<Time>,
+    /// Why the operator stopped the platform itself (`ResourceExceeded: ...`), until its spec
+    /// changes or a user resets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_for: Option<String>,
+    /// The spec generation the platform failed at (circuit open or stopped): a newer spec
+    /// resets supervision, as the fix is expected to be in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_generation: Option<i64>,
+    /// The user restart request that last reset the circuit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reset_by: Option<String>,
+    /// The last failure observed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<FailureRecord>,
+    /// The end of the last OOM kill acted on, so that one kill is handled once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handled_oom_at: Option<Time>,
+    /// It failed, or was stopped because a dependency failed, and is not Running again yet
+    /// (a `Recovered` alert is due when it is).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub awaiting_recovery: bool,
+}
+
+/// A failure as supervision observed it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FailureRecord {
+    /// `HealthCheckFailed`, `ResourceExceeded`, `Error`, `DependencyFailed`.
+    pub kind: String,
+    /// What in particular (`CrashLoopBackOff`, `OOMKilled`, `NotReady`, `StartupTimeout`, ...).
+    pub reason: String,
+    /// What was observed, one line per fact.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    pub evidence: Vec<String>,
+    /// When it was first observed.
+    pub since: Time,
 }
 
 /// Life-cycle phase of a Platform.

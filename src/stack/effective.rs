@@ -2,12 +2,12 @@
 //! defaults, else the built-in default documented on the CRD field.
 
 use crate::crd::{
-    CpuMemory, GroupDefaults, HealthCheckSettings, Platform, Probe, ResourceSettings,
+    CpuMemory, DependencyReaction, GroupDefaults, HealthCheckReaction, HealthCheckSettings,
+    Platform, Probe, Reactions, ResourceReaction, ResourceSettings, RestartPolicySettings,
     ShutdownSettings,
 };
 
-/// Every setting the operator acts on today, with a concrete value. (Restart policy and
-/// reactions are resolved here once runtime supervision reads them.)
+/// Every setting the operator acts on, with a concrete value.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EffectiveSettings {
     pub probe: Option<Probe>,
@@ -19,6 +19,27 @@ pub struct EffectiveSettings {
     pub shutdown_timeout_seconds: u32,
     /// Requests and limits; limits default to the requests.
     pub resources: ResourceSettings,
+    pub restart: RestartBudget,
+    pub reactions: EffectiveReactions,
+}
+
+/// How often the supervisor may restart a platform, and how fast.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestartBudget {
+    /// Restarts allowed in the window; one more opens the circuit.
+    pub max_attempts: u32,
+    pub window_seconds: u32,
+    /// Back-off between restarts: `initial`, doubling up to `max`.
+    pub backoff_initial_seconds: u32,
+    pub backoff_max_seconds: u32,
+}
+
+/// What the supervisor does about failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EffectiveReactions {
+    pub on_health_check_failed: HealthCheckReaction,
+    pub on_resource_exceeded: ResourceReaction,
+    pub on_dependency_failed: DependencyReaction,
 }
 
 /// Resolves `platform`'s settings over its group's `defaults` (if it has a group).
@@ -46,6 +67,38 @@ pub fn effective_settings(
         grace_period_seconds: shutdown_field(|s| s.grace_period_seconds).unwrap_or(30),
         shutdown_timeout_seconds: shutdown_field(|s| s.timeout_seconds).unwrap_or(180),
         resources: resolve_resources(&layer(&spec.resources, &group.resources)),
+        restart: restart_budget(&layer(&spec.restart_policy, &group.restart_policy)),
+        reactions: reactions(&layer(&spec.reactions, &group.reactions)),
+    }
+}
+
+fn restart_budget(layers: &[RestartPolicySettings]) -> RestartBudget {
+    let field = |f: fn(&RestartPolicySettings) -> Option<u32>| pick(layers.iter().map(f));
+    let backoff = |f: fn(&crate::crd::Backoff) -> Option<u32>| {
+        pick(layers.iter().map(|l| l.backoff.as_ref().and_then(f)))
+    };
+    RestartBudget {
+        max_attempts: field(|p| p.max_restart_attempts).unwrap_or(3),
+        window_seconds: field(|p| p.window_seconds).unwrap_or(600),
+        backoff_initial_seconds: backoff(|b| b.initial_seconds).unwrap_or(10),
+        backoff_max_seconds: backoff(|b| b.max_seconds).unwrap_or(300),
+    }
+}
+
+fn reactions(layers: &[Reactions]) -> EffectiveReactions {
+    EffectiveReactions {
+        on_health_check_failed: layers
+            .iter()
+            .find_map(|r| r.on_health_check_failed)
+            .unwrap_or_default(),
+        on_resource_exceeded: layers
+            .iter()
+            .find_map(|r| r.on_resource_exceeded)
+            .unwrap_or_default(),
+        on_dependency_failed: layers
+            .iter()
+            .find_map(|r| r.on_dependency_failed)
+            .unwrap_or_default(),
     }
 }
 

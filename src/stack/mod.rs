@@ -12,7 +12,7 @@ use kube::ResourceExt;
 use crate::crd::{Platform, PlatformGroup};
 use crate::graph::{Graph, NodeInput, NodeKey, OrderingEdge};
 
-pub use effective::{EffectiveSettings, effective_settings};
+pub use effective::{EffectiveReactions, EffectiveSettings, RestartBudget, effective_settings};
 pub use selector::{SelectorError, selector_matches};
 
 /// The graph key of a Platform (or of a group: groups and platforms never share a graph).

@@ -18,7 +18,16 @@ fn deployment_of(p: &Platform) -> Deployment {
 }
 
 fn deployment_with(p: &Platform, replicas: i32, restarted_at: Option<&str>) -> Deployment {
-    build_deployment(p, &effective_settings(p, None), replicas, restarted_at).expect("builds")
+    build_deployment(
+        p,
+        &effective_settings(p, None),
+        replicas,
+        RestartMarks {
+            requested: restarted_at,
+            supervisor: None,
+        },
+    )
+    .expect("builds")
 }
 
 fn pod_spec(d: &Deployment) -> &PodSpec {
@@ -192,8 +201,13 @@ fn specs_that_cannot_become_a_workload_are_invalid() {
         (no_workload, "spec.image"),
         (malformed, "spec.template.spec.containers[0].name"),
     ] {
-        let error =
-            build_deployment(&p, &effective_settings(&p, None), 1, None).expect_err("invalid spec");
+        let error = build_deployment(
+            &p,
+            &effective_settings(&p, None),
+            1,
+            RestartMarks::default(),
+        )
+        .expect_err("invalid spec");
         assert!(
             matches!(&error, Error::InvalidSpec(m) if m.contains(field)),
             "{error} names {field}"
@@ -209,7 +223,8 @@ fn objects_without_uid_or_name_cannot_be_built() {
     no_name.metadata.name = None;
     for (p, missing) in [(no_uid, "metadata.uid"), (no_name, "metadata.name")] {
         let settings = effective_settings(&p, None);
-        let deployment = build_deployment(&p, &settings, 1, None).expect_err("no metadata");
+        let deployment =
+            build_deployment(&p, &settings, 1, RestartMarks::default()).expect_err("no metadata");
         assert!(matches!(deployment, Error::MissingMetadata(m) if m == missing));
         let config_map = build_config_map(&p).expect_err("no metadata");
         assert!(matches!(config_map, Error::MissingMetadata(m) if m == missing));
@@ -298,7 +313,16 @@ fn the_spec_hash_of_a_fixed_platform_is_stable() {
         .pod_annotation("team", "payments")
         .build();
     p.metadata.uid = Some("6f1c2a4e-8d3b-4c5a-9e7f-0123456789ab".into());
-    let d = build_deployment(&p, &effective_settings(&p, None), 2, Some("r1")).expect("builds");
+    let d = build_deployment(
+        &p,
+        &effective_settings(&p, None),
+        2,
+        RestartMarks {
+            requested: Some("r1"),
+            supervisor: None,
+        },
+    )
+    .expect("builds");
     assert_eq!(spec_hash(&d.metadata), "3deec10774ae375b");
 }
 

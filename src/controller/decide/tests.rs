@@ -347,7 +347,7 @@ fn a_cascading_restart_reaches_dependents_after_the_rollout() {
 }
 
 #[test]
-fn a_deployment_past_its_progress_deadline_is_failed() {
+fn a_deployment_past_its_progress_deadline_is_restarted_or_failed() {
     let mut o = observed(with_phase(platform("a").build(), Phase::Starting));
     o.deployment = Some(DeploymentState {
         ready_replicas: 0,
@@ -355,8 +355,15 @@ fn a_deployment_past_its_progress_deadline_is_failed() {
         ..running_deployment(1)
     });
     let d = decide(&o);
-    assert_eq!(d.phase, Phase::Failed);
+    assert_eq!(d.phase, Phase::Starting, "supervision restarts it");
+    assert_eq!(kinds(&d), vec![ActionKind::Restart]);
+    assert!(d.supervisor_restart.is_some());
+
+    o.settings.reactions.on_health_check_failed = crate::crd::HealthCheckReaction::Ignore;
+    let d = decide(&o);
+    assert_eq!(d.phase, Phase::Failed, "left failed when told to ignore it");
     assert_eq!(kinds(&d), vec![ActionKind::Failed]);
+    assert!(d.supervisor_restart.is_none());
 }
 
 #[test]

@@ -40,6 +40,9 @@ fn decided(phase: Phase) -> Decision {
         requeue_after: None,
         message: format!("now {phase}"),
         ready_reason: None,
+        supervision: None,
+        supervisor_restart: None,
+        alerts: Vec::new(),
     }
 }
 
