@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 
+use platform_operator::alerts::{AlertSettings, SmtpSettings, StartTls};
 use platform_operator::api::auth::AuthMode;
 use platform_operator::api::{self, ApiSettings, ApiState, DEFAULT_CALLER_LIMIT, DEFAULT_MAX_WAIT};
 use platform_operator::client::{RateLimit, operator_client, throttled_client};
@@ -71,9 +72,63 @@ pub struct RunArgs {
     /// Seconds before expiry the leader renews its lease.
     #[arg(long, default_value_t = 5)]
     leader_elect_renew_before_seconds: u64,
+    /// The SMTP relay (`host:port`) Email alert channels are sent through; without it they
+    /// fail (logged and counted).
+    #[arg(long)]
+    alert_smtp_server: Option<String>,
+    /// The sender of alert emails, e.g. `platform-operator <alerts@example.com>`.
+    #[arg(long, requires = "alert_smtp_server")]
+    alert_smtp_from: Option<String>,
+    /// STARTTLS with the relay.
+    #[arg(long, value_enum, default_value_t = StartTls::Required)]
+    alert_smtp_starttls: StartTls,
+    /// User for the relay; the password comes from the environment variable
+    /// `ALERT_SMTP_PASSWORD`.
+    #[arg(long, requires = "alert_smtp_server")]
+    alert_smtp_username: Option<String>,
+    /// Alerts per channel and minute once the burst is used (a flapping platform cannot spam).
+    #[arg(long, default_value_t = 6.0)]
+    alert_rate_per_minute: f64,
+    /// Alerts a channel may take at once.
+    #[arg(long, default_value_t = 10)]
+    alert_burst: u32,
+    /// Seconds one alert delivery may take (Secret read, connect, send).
+    #[arg(long, default_value_t = 10)]
+    alert_timeout_seconds: u64,
 }
 
 impl RunArgs {
+    /// How alerts are delivered.
+    fn alerts(&self) -> Result<AlertSettings, String> {
+        let smtp = match &self.alert_smtp_server {
+            None => None,
+            Some(server) => {
+                let from = self.alert_smtp_from.as_deref().ok_or_else(|| {
+                    "--alert-smtp-server needs --alert-smtp-from (the sender address)".to_string()
+                })?;
+                let mut smtp = SmtpSettings::new(server, from, self.alert_smtp_starttls)
+                    .map_err(|e| e.to_string())?;
+                if let Some(user) = &self.alert_smtp_username {
+                    let password = std::env::var("ALERT_SMTP_PASSWORD").map_err(|_| {
+                        "--alert-smtp-username needs the password in ALERT_SMTP_PASSWORD"
+                            .to_string()
+                    })?;
+                    smtp.credentials = Some((user.clone(), password));
+                }
+                Some(smtp)
+            }
+        };
+        Ok(AlertSettings {
+            smtp,
+            per_channel_limit: RateLimit {
+                qps: self.alert_rate_per_minute / 60.0,
+                burst: self.alert_burst,
+            },
+            timeout: Duration::from_secs(self.alert_timeout_seconds.max(1)),
+            ..AlertSettings::default()
+        })
+    }
+
     /// The election this instance takes part in, if any: as `POD_NAME` (else the host name and
     /// the process id), in `--leader-elect-namespace` or `POD_NAMESPACE`.
     fn election(&self) -> Result<Option<ElectionConfig>, String> {
@@ -143,6 +198,10 @@ pub fn run(args: RunArgs) -> ExitCode {
             qps: args.kube_qps,
             burst: args.kube_burst,
         };
+        let alerts = match args.alerts() {
+            Ok(alerts) => alerts,
+            Err(error) => return fail(&error),
+        };
         let election = match args.election() {
             Ok(election) => election,
             Err(error) => return fail(&error),
@@ -187,6 +246,7 @@ pub fn run(args: RunArgs) -> ExitCode {
             instance: std::env::var("POD_NAME").ok(),
             concurrency: args.concurrency,
             leadership,
+            alerts,
             ..OperatorConfig::default()
         };
         let operator = Operator::start(client, config);

@@ -41,7 +41,7 @@ enum Command {
         namespace: String,
     },
     /// Run the operator against the cluster of the current kube config (or in-cluster).
-    Run(commands::RunArgs),
+    Run(Box<commands::RunArgs>),
     /// Print the REST API's OpenAPI 3.1 document (committed as docs/openapi.json).
     Openapi,
 }
@@ -56,7 +56,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Crds { out_dir } => write_crds(out_dir),
-        Command::Run(args) => commands::run(args),
+        Command::Run(args) => commands::run(*args),
         Command::Openapi => match platform_operator::api::openapi().to_pretty_json() {
             Ok(json) => {
                 println!("{json}");

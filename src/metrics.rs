@@ -39,6 +39,11 @@ pub struct RouteLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ControlActionLabels {
+    pub action: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PhaseLabels {
     pub phase: &'static str,
 }
@@ -68,6 +73,8 @@ pub struct Metrics {
     pub api_control_requests: Family<ActionLabels, Counter>,
     platforms: Family<PhaseLabels, Gauge>,
     pub alert_deliveries: Family<AlertDeliveryLabels, Counter>,
+    /// The operator's own control actions (restarts, circuit changes, stops), by kind.
+    pub control_actions: Family<ControlActionLabels, Counter>,
     /// Serialises scrapes: the phase gauges are set from the cache, then encoded.
     scrape: Mutex<()>,
 }
@@ -129,9 +136,16 @@ impl Default for Metrics {
             "Alerts by channel type and result (sent, failed, rate_limited, dropped)",
             alert_deliveries.clone(),
         );
+        let control_actions = Family::<ControlActionLabels, Counter>::default();
+        registry.register(
+            "control_actions",
+            "Audited control actions carried out, by action (Start, Stop, Restart, CircuitOpen, ...)",
+            control_actions.clone(),
+        );
         Metrics {
             registry,
             alert_deliveries,
+            control_actions,
             reconciles,
             api_requests,
             api_request_seconds,

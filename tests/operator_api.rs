@@ -272,6 +272,10 @@ async fn lists_groups_graph_and_metrics_come_from_the_cache() {
         "{page}"
     );
     assert!(page.contains("pmp_reconciles_total{controller=\"platform\",result=\"ok\"}"));
+    assert!(
+        page.contains("pmp_control_actions_total{action=\"Start\"} 4"),
+        "{page}"
+    );
     env.shutdown().await;
 }
 

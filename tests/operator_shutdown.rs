@@ -64,7 +64,11 @@ async fn stopping_the_root_stops_its_dependents_first_in_reverse_order() {
         "the dependent's spec is not rewritten"
     );
     let root = done["market-data-service"].status.clone().expect("status");
-    assert!(root.history.iter().any(|h| h.action == "Stop"));
+    assert!(
+        root.history.iter().any(|h| h.action == "Stop"),
+        "{:#?}",
+        root.history
+    );
 
     // And back: starting the root brings the stack up again in order.
     env.patch_spec("market-data-service", json!({"desiredState": "Running"}))

@@ -104,6 +104,13 @@ const USED: &[(&str, &str, &[&str], &str)] = &[
         "events.rs publish_events: kube's Recorder creates an Event, patches its series on repeats",
     ),
     (
+        "",
+        "secrets",
+        &["get"],
+        "alerts/secrets.rs SecretCache: the Secret an alert channel names (webhook URL or \
+         address), by name only",
+    ),
+    (
         "authentication.k8s.io",
         "tokenreviews",
         &["create"],

@@ -3,7 +3,7 @@
 # the prod and trading-stack values (two replicas, leader election), and checks what a platform
 # team would: the CRDs are Established, the operator's objects exist and both pods become
 # Ready (kwok plays the kubelet), its ServiceAccount is granted exactly the rules the chart
-# names (leases only in the release namespace; no Secrets, no deletes), and two operators,
+# names (leases only in the release namespace; Secrets only by name, no deletes), and two operators,
 # run as that ServiceAccount with the Deployment's command line, elect one leader that brings
 # the trading stack up while the standby serves reads and refuses control with 503; the
 # leader is killed and the standby must take over within the lease duration + 5 s. Then it
@@ -104,7 +104,7 @@ done < <(
 )
 [ "$granted" -gt 0 ] || fail "no rules read from the ClusterRole and Role"
 # Leases in the release namespace only, and never updated or deleted there.
-for denied in "get secrets -A" "list secrets -A" "create leases.coordination.k8s.io -A" \
+for denied in "list secrets -A" "watch secrets -A" "create secrets -A" "create leases.coordination.k8s.io -A" \
   "create leases.coordination.k8s.io -n default" "update leases.coordination.k8s.io -n $ns" \
   "delete leases.coordination.k8s.io -n $ns" "delete deployments.apps -A" \
   "delete platforms.pmp.dev -A" "update platforms.pmp.dev -A" "create pods -A" "get nodes -A"; do
@@ -113,7 +113,7 @@ for denied in "get secrets -A" "list secrets -A" "create leases.coordination.k8s
     fail "$sa may $denied"
   fi
 done
-say "$granted rule grants in effect; secrets, leases outside $ns, lease updates and deletes refused"
+say "$granted rule grants in effect; secret lists, leases outside $ns, lease updates and deletes refused"
 
 # The operator as the chart's ServiceAccount (outside the cluster: kwok runs no containers).
 token="$("$kubectl" create token "$release" -n "$ns" --duration=1h)"

@@ -160,6 +160,12 @@ pub async fn request_restart(
 /// Audits one action: a structured log line now, a Kubernetes Event queued for publishing (the
 /// status history entry is part of the status write).
 pub async fn audit(ctx: &Context, platform: &Platform, action: &Action) {
+    ctx.metrics
+        .control_actions
+        .get_or_create(&crate::metrics::ControlActionLabels {
+            action: action.kind.as_str(),
+        })
+        .inc();
     tracing::info!(
         target: "audit",
         action = action.kind.as_str(),

@@ -118,6 +118,8 @@ pub struct Context {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Whether this instance leads (only the leader reconciles and writes).
     pub leadership: Arc<super::leader::Leadership>,
+    /// Where supervision's alerts go (`None` in contexts that send none).
+    pub alerter: Option<crate::alerts::Alerter>,
     topology: Mutex<Option<(u64, Arc<Topology>)>>,
     /// Bumped by the watch taps whenever a change can reshape the topology.
     topology_version: AtomicU64,
@@ -154,6 +156,7 @@ impl Context {
             health: Health::default(),
             metrics: Arc::default(),
             leadership: super::leader::Leadership::always(),
+            alerter: None,
             topology: Mutex::new(None),
             topology_version: AtomicU64::new(1),
             pod_index: Mutex::new(HashMap::new()),

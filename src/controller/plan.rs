@@ -19,7 +19,7 @@ use super::build::{
 };
 use super::decide::decide;
 use super::error::Error;
-use super::model::{Action, ActionKind, Decision, FinalizerChange, Observed};
+use super::model::{Action, ActionKind, AlertNote, Decision, FinalizerChange, Observed};
 use super::status::next_status;
 
 /// What happens to the platform's start slot in its group.
@@ -47,6 +47,8 @@ pub struct Plan {
     pub audit: Vec<Action>,
     /// Dependents to pass this restart request on to.
     pub restart_requests: Vec<(NodeKey, String)>,
+    /// Alerts to send once the status is written.
+    pub alerts: Vec<AlertNote>,
     pub requeue_after: Option<Duration>,
     /// The decision the plan was made from (phase, message), for logs and tests.
     pub decision: Decision,
@@ -109,6 +111,7 @@ pub fn plan(observed: &Observed) -> Plan {
         status,
         audit: decision.actions.clone(),
         restart_requests,
+        alerts: decision.alerts.clone(),
         requeue_after: decision.requeue_after,
         decision,
     }

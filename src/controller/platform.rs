@@ -16,9 +16,10 @@ use super::apply::{apply_owned, audit, change_finalizer, request_restart, write_
 use super::build::SPEC_HASH_ANNOTATION;
 use super::context::Context;
 use super::error::Error;
-use super::model::{FinalizerChange, Observed};
+use super::model::{AlertLevel, AlertNote, FinalizerChange, Observed};
 use super::observe::observe;
 use super::plan::{Plan, SlotChange, plan};
+use crate::alerts::{Alert, Severity, effective_alerts};
 
 /// How soon to look again while the caches are still doing their first list.
 const CACHE_WAIT: Duration = Duration::from_millis(100);
@@ -101,6 +102,7 @@ async fn execute(ctx: &Context, observed: &Observed, plan: Plan) -> Result<Reque
     for action in &plan.audit {
         audit(ctx, platform, action).await;
     }
+    send_alerts(ctx, observed, &plan.alerts);
     for (dependent, request) in &plan.restart_requests {
         request_restart(ctx, dependent, request).await?;
     }
@@ -113,6 +115,42 @@ async fn execute(ctx: &Context, observed: &Observed, plan: Plan) -> Result<Reque
         Some(after) => Requeue::requeue(ctx.clock.real_duration(after)),
         None => Requeue::await_change(),
     })
+}
+
+/// Routes a plan's alerts to the platform's channels (its own `alerts`, else its group's).
+/// Delivery happens off the reconcile path; nothing here waits or fails.
+fn send_alerts(ctx: &Context, observed: &Observed, alerts: &[AlertNote]) {
+    let Some(alerter) = &ctx.alerter else {
+        return;
+    };
+    if alerts.is_empty() {
+        return;
+    }
+    let topology = ctx.topology();
+    let defaults = topology
+        .group_of(&observed.key)
+        .and_then(|g| g.spec.defaults.as_ref());
+    let Some(routes) = effective_alerts(&observed.platform, defaults) else {
+        return;
+    };
+    for note in alerts {
+        alerter.send(
+            &routes,
+            Alert {
+                namespace: observed.key.namespace.clone(),
+                platform: observed.key.name.clone(),
+                event: note.event,
+                severity: match note.level {
+                    AlertLevel::Critical => Severity::Critical,
+                    AlertLevel::Warning => Severity::Warning,
+                    AlertLevel::Info => Severity::Info,
+                },
+                summary: note.summary.clone(),
+                evidence: note.evidence.clone(),
+                time: observed.now,
+            },
+        );
+    }
 }
 
 /// A start slot claimed by this reconcile; given back unless the start was written.

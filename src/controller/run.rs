@@ -17,6 +17,7 @@ use kube::{Api, Client, Resource};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::alerts::{AlertSettings, Alerter};
 use crate::crd::{Platform, PlatformGroup};
 
 use super::build::{MANAGED_BY, MANAGED_BY_LABEL, PLATFORM_LABEL};
@@ -43,6 +44,8 @@ pub struct OperatorConfig {
     /// Whether this instance leads; only the leader reconciles (and its client's write gate
     /// lets only the leader write). Always without leader election.
     pub leadership: Arc<Leadership>,
+    /// How alerts are delivered.
+    pub alerts: AlertSettings,
 }
 
 /// Reconciles at once per controller unless configured: enough to keep a busy API server fed,
@@ -58,6 +61,7 @@ impl Default for OperatorConfig {
             instance: None,
             stuck_after: DEFAULT_STUCK_AFTER,
             leadership: Leadership::always(),
+            alerts: AlertSettings::default(),
         }
     }
 }
@@ -125,11 +129,18 @@ impl Operator {
             Recorder::new(client.clone(), reporter),
             stores.clone(),
             pending_events,
-            publisher_stop,
+            publisher_stop.clone(),
         );
         let mut ctx = Context::new(client.clone(), stores, events.clone(), config.clock.clone());
         ctx.health.stuck_after = config.stuck_after;
         ctx.leadership = config.leadership.clone();
+        let (alerter, alert_delivery) = Alerter::new(
+            client.clone(),
+            config.alerts.clone(),
+            ctx.metrics.clone(),
+            publisher_stop.clone(),
+        );
+        ctx.alerter = Some(alerter);
         let ctx = Arc::new(ctx);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (related_tx, related_rx) = mpsc::unbounded();
@@ -209,6 +220,7 @@ impl Operator {
                 group_task,
             )),
             tokio::spawn(publisher),
+            tokio::spawn(alert_delivery),
         ];
         Operator {
             ctx,

@@ -9,7 +9,7 @@ use crate::graph::{EdgeKind, Graph, NodeKey};
 use crate::stack::{Membership, effective_settings, key_of};
 
 use super::model::StopCause;
-use super::supervise::failed_reason;
+use super::supervise::{failed_reason, on_trial};
 
 /// The stop cause of every platform that must stop: its own (deletion, spec, group), else the
 /// one of a dependency through `dependsOn` edges (group ordering edges order startup; they do
@@ -38,6 +38,11 @@ pub fn stop_causes(
                 == DependencyReaction::StopDependents
         })
     };
+    // A platform on a half-open trial runs, but its dependents wait for the verdict.
+    let on_trial = |key: &NodeKey| -> Option<StopCause> {
+        let supervision = platforms.get(key)?.status.as_ref()?.supervision.as_ref()?;
+        on_trial(supervision).then(|| StopCause::Failed("on a trial start".to_string()))
+    };
     let mut causes: HashMap<NodeKey, StopCause> = HashMap::new();
     for key in graph.waves().iter().flatten() {
         let cause = own(key).or_else(|| {
@@ -46,7 +51,8 @@ pub fn stop_causes(
                 .into_iter()
                 .filter(|(_, kind)| *kind == EdgeKind::DependsOn)
                 .find_map(|(dependency, _)| {
-                    let theirs = causes.get(&dependency)?;
+                    let trial = on_trial(&dependency);
+                    let theirs = causes.get(&dependency).or(trial.as_ref())?;
                     if !cascades(&dependency, theirs) {
                         return None;
                     }

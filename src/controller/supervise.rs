@@ -584,6 +584,11 @@ pub fn failed_reason(state: &SupervisionStatus) -> Option<String> {
     (state.circuit == CircuitState::Open).then(|| open_reason(state))
 }
 
+/// Whether the platform runs a half-open trial (its dependents wait for the verdict).
+pub fn on_trial(state: &SupervisionStatus) -> bool {
+    state.circuit == CircuitState::HalfOpen
+}
+
 fn open_reason(state: &SupervisionStatus) -> String {
     let failure = state
         .last_failure

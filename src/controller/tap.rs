@@ -308,11 +308,15 @@ fn neighbour_signature(platform: &Platform) -> u64 {
 /// deletion, and whether supervision keeps it stopped as failed (its dependents' stop causes).
 fn shape_signature(platform: &Platform) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    platform
+    let supervision = platform
         .status
         .as_ref()
-        .and_then(|s| s.supervision.as_ref())
+        .and_then(|s| s.supervision.as_ref());
+    supervision
         .and_then(super::supervise::failed_reason)
+        .hash(&mut hasher);
+    supervision
+        .is_some_and(super::supervise::on_trial)
         .hash(&mut hasher);
     platform.metadata.uid.hash(&mut hasher);
     platform.metadata.generation.hash(&mut hasher);

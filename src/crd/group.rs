@@ -71,8 +71,7 @@ pub struct GroupDefaults {
     /// Default health check (merged field by field under the member's own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheckSettings>,
-    /// Default restart policy (merged field by field under the member's own). Not acted on
-    /// yet, like the member's own `restartPolicy`.
+    /// Default restart policy (merged field by field under the member's own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart_policy: Option<RestartPolicySettings>,
     /// Default resources (merged field by field under the member's own).
@@ -81,8 +80,7 @@ pub struct GroupDefaults {
     /// Default shutdown settings (merged field by field under the member's own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shutdown: Option<ShutdownSettings>,
-    /// Default reactions (merged field by field under the member's own). Not acted on yet,
-    /// like the member's own `reactions`.
+    /// Default reactions (merged field by field under the member's own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reactions: Option<Reactions>,
     /// Default alert routing for members that set no `alerts` of their own (a member's own

@@ -136,8 +136,11 @@ pub struct PlatformSpec {
     pub health_check: Option<HealthCheckSettings>,
 
     /// How often a failing platform is restarted. Inherited from the group's defaults when unset.
-    /// Not acted on yet: runtime supervision (restart limits, backoff) is not implemented, so
-    /// these values are validated and stored only; Kubernetes restarts failed containers itself.
+    /// The operator restarts a platform whose health check fails (a crash loop, pods not Ready
+    /// for `failureThreshold × intervalSeconds`, no readiness within `startupTimeoutSeconds`),
+    /// backing off between restarts; one restart more than `maxRestartAttempts` within
+    /// `windowSeconds` opens its circuit: it is stopped (phase Failed, its dependents first)
+    /// until a cooldown ends (one trial start), its spec changes, or a user restarts it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart_policy: Option<RestartPolicySettings>,
 
@@ -146,8 +149,8 @@ pub struct PlatformSpec {
     pub shutdown: Option<ShutdownSettings>,
 
     /// What the operator does on failed health checks, exceeded resources and failed
-    /// dependencies. Inherited from the group's defaults when unset. Not acted on yet: runtime
-    /// supervision is not implemented, so these values are validated and stored only.
+    /// dependencies. Inherited field by field from the group's defaults when unset. A failure
+    /// explained by a dependency that is not Ready is not answered with a restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reactions: Option<Reactions>,
 

@@ -122,6 +122,11 @@ writes, src/api/ for the REST API); tests/real_rbac.rs checks them against a rea
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+# Alerts: the Secret an alert channel names (its webhook URL or address), read by name when an
+# alert is sent and cached briefly; never listed or watched, never written.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get"]
 {{- end }}
 
 {{/*
