@@ -305,6 +305,12 @@ async fn a_user_restart_resets_the_circuit_and_a_user_stopped_dependent_stays_st
             ..Default::default()
         })
         .await;
+    let status = rest.get("/api/v1/platform/a/status").await.json();
+    assert_eq!(status["circuit"], "Open", "{status}");
+    assert_eq!(
+        status["health"]["reason"], "HealthCheckFailed: CrashLoopBackOff",
+        "{status}"
+    );
     let reset = rest
         .post("/api/v1/platform/a/control", r#"{"action":"start"}"#)
         .await;

@@ -40,6 +40,9 @@ pub struct PlatformStatusView {
     /// Dependencies it waits for.
     pub blocked_by: Vec<String>,
     pub restarts: RestartsView,
+    /// The circuit breaker: `Closed`, `Open` (stopped after too many restarts) or `HalfOpen`
+    /// (one trial start after the cooldown).
+    pub circuit: String,
     pub health: HealthView,
     pub resources: ResourcesView,
     pub started_at: Option<String>,
@@ -279,6 +282,14 @@ pub fn platform_status(snapshot: &Snapshot, platform: &Platform) -> PlatformStat
             count: status.restart_count.unwrap_or(0),
             last_restart_time: status.last_restart_time.as_ref().map(time),
         },
+        circuit: format!(
+            "{:?}",
+            status
+                .supervision
+                .as_ref()
+                .map(|s| s.circuit)
+                .unwrap_or_default()
+        ),
         health: health(platform),
         resources: ResourcesView {
             requests: quantities(settings.resources.requests.as_ref()),
@@ -331,6 +342,17 @@ fn health(platform: &Platform) -> HealthView {
             healthy,
             last_failure: Some(time(&degraded.last_transition_time)),
             reason: Some(format!("{}: {}", degraded.reason, degraded.message)),
+        };
+    }
+    if let Some(failure) = status
+        .supervision
+        .as_ref()
+        .and_then(|s| s.last_failure.as_ref())
+    {
+        return HealthView {
+            healthy,
+            last_failure: Some(time(&failure.since)),
+            reason: Some(format!("{}: {}", failure.kind, failure.reason)),
         };
     }
     let failed = status.history.iter().rev().find(|h| h.action == "Failed");
