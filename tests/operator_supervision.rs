@@ -97,6 +97,13 @@ async fn a_crash_loop_is_restarted_then_its_circuit_opens_its_dependents_stop_an
     assert_eq!(status.restart_count, Some(2));
     let degraded = condition(a, "Degraded").expect("Degraded");
     assert_eq!(degraded.0, "True");
+    let reason = a.status.as_ref().and_then(|s| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == "Degraded")
+            .map(|c| c.reason.clone())
+    });
+    assert_eq!(reason.as_deref(), Some("CircuitOpen"));
     let stalled = condition(a, "Stalled").expect("Stalled");
     assert_eq!(stalled.0, "True", "kstatus reads it as Failed");
     for dependent in ["b", "c"] {

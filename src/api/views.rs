@@ -328,22 +328,11 @@ fn dependency(snapshot: &Snapshot, key: &NodeKey) -> DependencyView {
     }
 }
 
-/// Health from what the operator reported: a Degraded condition that is True, else the last
-/// audited failure.
+/// Health from what the operator reported: supervision's last failure (with its evidence),
+/// else a Degraded condition that is True, else the last audited failure.
 fn health(platform: &Platform) -> HealthView {
     let status = platform.status.clone().unwrap_or_default();
     let healthy = phase_of(platform) == Phase::Running;
-    let degraded = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == condition::DEGRADED && c.status == "True");
-    if let Some(degraded) = degraded {
-        return HealthView {
-            healthy,
-            last_failure: Some(time(&degraded.last_transition_time)),
-            reason: Some(format!("{}: {}", degraded.reason, degraded.message)),
-        };
-    }
     if let Some(failure) = status
         .supervision
         .as_ref()
@@ -353,6 +342,17 @@ fn health(platform: &Platform) -> HealthView {
             healthy,
             last_failure: Some(time(&failure.since)),
             reason: Some(format!("{}: {}", failure.kind, failure.reason)),
+        };
+    }
+    let degraded = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == condition::DEGRADED && c.status == "True");
+    if let Some(degraded) = degraded {
+        return HealthView {
+            healthy,
+            last_failure: Some(time(&degraded.last_transition_time)),
+            reason: Some(format!("{}: {}", degraded.reason, degraded.message)),
         };
     }
     let failed = status.history.iter().rev().find(|h| h.action == "Failed");

@@ -37,6 +37,7 @@ pub fn decide(observed: &Observed) -> Decision {
         requeue_after: None,
         message: String::new(),
         ready_reason: None,
+        degraded_reason: None,
         supervision: verdict.state.clone(),
         supervisor_restart: None,
         alerts: verdict.alerts.clone(),
@@ -56,6 +57,7 @@ pub fn decide(observed: &Observed) -> Decision {
         if let StopCause::Failed(reason) = cause {
             decision.phase = Phase::Failed;
             decision.ready_reason = verdict.failed_reason;
+            decision.degraded_reason = verdict.failed_reason;
             decision.message = format!("{reason}; {}", decision.message);
         } else if cause.is_failure()
             && !matches!(

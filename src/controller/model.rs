@@ -329,6 +329,9 @@ pub struct Decision {
     pub message: String,
     /// The `Ready` condition's reason when it is not the phase (e.g. `InvalidSpec`).
     pub ready_reason: Option<&'static str>,
+    /// The `Degraded` condition's reason when it is not the phase (`CircuitOpen`,
+    /// `ResourceExceeded`).
+    pub degraded_reason: Option<&'static str>,
     /// Supervision's state after this decision (`None`: nothing to remember).
     pub supervision: Option<SupervisionStatus>,
     /// The operator's own restart this decision carries out (a new pod template token).

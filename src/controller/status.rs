@@ -117,7 +117,7 @@ pub fn next_status(observed: &Observed, decision: &Decision) -> PlatformStatus {
     );
     let degraded = matches!(phase, Phase::Degraded | Phase::Failed);
     let degraded_reason = if degraded {
-        phase.as_str()
+        decision.degraded_reason.unwrap_or(phase.as_str())
     } else {
         "AsDesired"
     };

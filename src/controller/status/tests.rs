@@ -40,6 +40,7 @@ fn decided(phase: Phase) -> Decision {
         requeue_after: None,
         message: format!("now {phase}"),
         ready_reason: None,
+        degraded_reason: None,
         supervision: None,
         supervisor_restart: None,
         alerts: Vec::new(),
