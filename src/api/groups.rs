@@ -3,7 +3,6 @@
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use kube::api::{Api, Patch, PatchParams};
@@ -22,8 +21,8 @@ use super::control::{Action, Affected, Snapshot, parse_request};
 use super::lookup::find_group;
 use super::platforms::{API_FIELD_MANAGER, NamespaceQuery};
 use super::problem::{ApiError, Problem};
-use super::views::{GroupView, PlatformSummary, group_view, summary};
-use super::wait::{WaitQuery, wait_for};
+use super::views::{GroupView, PlatformSummary, group_view};
+use super::wait::{WaitQuery, outcome};
 use super::{ApiState, rejected_body, rejected_query};
 
 /// The actions a group accepts.
@@ -210,33 +209,18 @@ pub async fn control_group(
         reached: None,
         current: None,
     };
-    let Some(limit) = wait else {
-        return Ok((StatusCode::ACCEPTED, Json(response)).into_response());
-    };
     let wanted = if action == Action::Start {
         Phase::Running
     } else {
         Phase::Stopped
     };
-    let reached = wait_for(&state, limit, |snapshot| {
+    let done = outcome(&state, wait, &members, |snapshot| {
         members.iter().all(|m| phase(snapshot, m) == Some(wanted))
     })
-    .await;
-    let snapshot = state.snapshot()?;
-    response.reached = Some(reached);
-    response.current = Some(
-        members
-            .iter()
-            .filter_map(|m| snapshot.platforms.get(m))
-            .map(|p| summary(&snapshot, p))
-            .collect(),
-    );
-    let status = if reached {
-        StatusCode::OK
-    } else {
-        StatusCode::GATEWAY_TIMEOUT
-    };
-    Ok((status, Json(response)).into_response())
+    .await?;
+    response.reached = done.reached;
+    response.current = done.current;
+    Ok((done.status, Json(response)).into_response())
 }
 
 fn phase(snapshot: &Snapshot, key: &NodeKey) -> Option<Phase> {

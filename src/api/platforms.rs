@@ -5,7 +5,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType};
@@ -27,7 +27,7 @@ use super::problem::{ApiError, Problem};
 use super::views::{
     ActionView, PlatformStatusView, PlatformSummary, actions, platform_status, summary,
 };
-use super::wait::{WaitQuery, wait_for};
+use super::wait::{WaitQuery, outcome};
 use super::{ApiState, rejected_body, rejected_query};
 
 /// The field manager of the REST API's writes (distinct from the operator's, so that
@@ -145,29 +145,14 @@ pub async fn control(
         reached: None,
         current: None,
     };
-    let Some(limit) = wait else {
-        return Ok((StatusCode::ACCEPTED, Json(response)).into_response());
-    };
     let watched: Vec<NodeKey> = watched_platforms(&plan);
-    let reached = wait_for(&state, limit, |snapshot| {
+    let done = outcome(&state, wait, &watched, |snapshot| {
         target_reached(snapshot, &plan, &watched)
     })
-    .await;
-    let snapshot = state.snapshot()?;
-    response.reached = Some(reached);
-    response.current = Some(
-        watched
-            .iter()
-            .filter_map(|k| snapshot.platforms.get(k))
-            .map(|p| summary(&snapshot, p))
-            .collect(),
-    );
-    let status = if reached {
-        StatusCode::OK
-    } else {
-        StatusCode::GATEWAY_TIMEOUT
-    };
-    Ok((status, Json(response)).into_response())
+    .await?;
+    response.reached = done.reached;
+    response.current = done.current;
+    Ok((done.status, Json(response)).into_response())
 }
 
 /// The platforms whose state says whether a request is done.
@@ -325,20 +310,32 @@ pub async fn status(
     Path(platform_id): Path<String>,
     query: Result<Query<NamespaceQuery>, QueryRejection>,
 ) -> Result<Json<PlatformStatusView>, ApiError> {
+    let (snapshot, platform) = readable(&state, &caller, &platform_id, query).await?;
+    Ok(Json(platform_status(&snapshot, &platform)))
+}
+
+/// The platform `platform_id` names, once the caller may `get` it.
+async fn readable(
+    state: &ApiState,
+    caller: &Caller,
+    platform_id: &str,
+    query: Result<Query<NamespaceQuery>, QueryRejection>,
+) -> Result<(Snapshot, std::sync::Arc<Platform>), ApiError> {
     let Query(query) = query.map_err(rejected_query)?;
-    let (snapshot, key) = state.find(&platform_id, query.namespace.as_deref())?;
+    let (snapshot, key) = state.find(platform_id, query.namespace.as_deref())?;
     state
         .auth
-        .authorize(
-            &caller,
-            Permission::read("platforms", "get", &key.namespace),
-        )
+        .authorize(caller, Permission::read("platforms", "get", &key.namespace))
         .await?;
-    let platform = snapshot
-        .platforms
-        .get(&key)
-        .ok_or(ApiError::UnknownPlatform { id: platform_id })?;
-    Ok(Json(platform_status(&snapshot, platform)))
+    let platform =
+        snapshot
+            .platforms
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| ApiError::UnknownPlatform {
+                id: platform_id.to_string(),
+            })?;
+    Ok((snapshot, platform))
 }
 
 /// A platform's audit trail: the control actions in `status.history`, oldest first, each with
@@ -365,19 +362,10 @@ pub async fn events(
     Path(platform_id): Path<String>,
     query: Result<Query<NamespaceQuery>, QueryRejection>,
 ) -> Result<Json<Vec<ActionView>>, ApiError> {
-    let Query(query) = query.map_err(rejected_query)?;
-    let (snapshot, key) = state.find(&platform_id, query.namespace.as_deref())?;
-    state
-        .auth
-        .authorize(
-            &caller,
-            Permission::read("platforms", "get", &key.namespace),
-        )
-        .await?;
-    let history = snapshot
-        .platforms
-        .get(&key)
-        .and_then(|p| p.status.as_ref())
+    let (_, platform) = readable(&state, &caller, &platform_id, query).await?;
+    let history = platform
+        .status
+        .as_ref()
         .map(|s| actions(&s.history))
         .unwrap_or_default();
     Ok(Json(history))

@@ -11,6 +11,8 @@ use utoipa::IntoParams;
 use super::ApiState;
 use super::control::Snapshot;
 use super::problem::ApiError;
+use super::views::{PlatformSummary, summary};
+use crate::graph::NodeKey;
 
 /// How often a waiting request looks at the cache again.
 const POLL: Duration = Duration::from_millis(25);
@@ -110,6 +112,45 @@ pub async fn wait_for(
         }
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// How a control request ends: 202 without a wait; with one, 200 once `reached` holds or 504
+/// when `limit` passes, with the state of the `watched` platforms then.
+pub struct Outcome {
+    pub status: axum::http::StatusCode,
+    pub reached: Option<bool>,
+    pub current: Option<Vec<PlatformSummary>>,
+}
+
+pub async fn outcome(
+    state: &ApiState,
+    limit: Option<Duration>,
+    watched: &[NodeKey],
+    reached: impl Fn(&Snapshot) -> bool,
+) -> Result<Outcome, ApiError> {
+    let Some(limit) = limit else {
+        return Ok(Outcome {
+            status: axum::http::StatusCode::ACCEPTED,
+            reached: None,
+            current: None,
+        });
+    };
+    let done = wait_for(state, limit, reached).await;
+    let snapshot = state.snapshot()?;
+    let current = watched
+        .iter()
+        .filter_map(|k| snapshot.platforms.get(k))
+        .map(|p| summary(&snapshot, p))
+        .collect();
+    Ok(Outcome {
+        status: if done {
+            axum::http::StatusCode::OK
+        } else {
+            axum::http::StatusCode::GATEWAY_TIMEOUT
+        },
+        reached: Some(done),
+        current: Some(current),
+    })
 }
 
 #[cfg(test)]
