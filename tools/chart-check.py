@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Lints charts/platform-operator with the Helm CLI and checks what it renders, per values set:
 every document parses, the kinds are exactly the expected ones, the Deployment runs the
-operator hardened, with the expected command line, replicas and rollout strategy, the RBAC has
+operator hardened, with the expected command line (alert flags exactly when their values are
+set), the relay password only from a Secret, replicas and rollout strategy, the RBAC has
 no wildcard and grants leases only with leader election (exactly the lease verbs, in the
 release namespace), the trading stack values render the objects of
 deploy/examples/trading-stack.yaml, and values the chart must refuse are refused.
@@ -35,13 +36,26 @@ def election_args(lease="platform-operator", duration=15, renew_before=5):
             "--leader-elect-renew-before-seconds", str(renew_before)]
 
 
-PROD_ARGS = ["--kube-qps", "500", "--kube-burst", "1000", "--concurrency", "64"] + election_args()
+# values-prod.yaml's relay; the rate stays at the operator's default, so no rate flags.
+PROD_SMTP_ARGS = ["--alert-smtp-server", "smtp.example.internal:587",
+                  "--alert-smtp-from", "platform-operator <alerts@example.com>",
+                  "--alert-smtp-starttls", "required", "--alert-smtp-username", "platform-operator"]
+PROD_ARGS = ["--kube-qps", "500", "--kube-burst", "1000", "--concurrency", "64"] + election_args() + PROD_SMTP_ARGS
+DEV_ARGS = ["--alert-rate-per-minute", "30", "--alert-burst", "20"]
 
-# name -> (values files, --set flags, expected kinds, expected extra operator arguments,
-# expected replicas)
+# The Secret (name, key) ALERT_SMTP_PASSWORD must come from, per case; every other case must
+# not set ALERT_SMTP_PASSWORD at all.
+PASSWORD_SECRETS = {
+    "prod": ("platform-operator-smtp", "password"),
+    "trading-stack": ("platform-operator-smtp", "password"),
+    "alerts-all": ("relay-login", "smtp-password"),
+}
+
+# name -> (values files, --set assignments (or (flag, assignment) for another --set-* flag),
+# expected kinds, expected extra operator arguments, expected replicas)
 CASES = {
     "default": ([], [], OPERATOR, [], 1),
-    "dev": (["values-dev.yaml"], [], OPERATOR, [], 1),
+    "dev": (["values-dev.yaml"], [], OPERATOR, DEV_ARGS, 1),
     "prod": (["values-prod.yaml"], [],
              {**OPERATOR, **ELECTION, "ServiceMonitor": 1, "NetworkPolicy": 1, "PodDisruptionBudget": 1},
              PROD_ARGS, 2),
@@ -65,6 +79,24 @@ CASES = {
                                          "ClusterRoleBinding": 1, "Service": 1, "Deployment": 1,
                                          "PodDisruptionBudget": 1},
                                         ["--namespace", "trading"] + election_args(), 2),
+    # Every alert value set; --set-json because --set turns 0.5 into a string.
+    "alerts-all": ([], ["alerts.smtp.server=[fd00::25]:2525", "alerts.smtp.from=ops <ops@example.com>",
+                        "alerts.smtp.starttls=off", "alerts.smtp.username=operator",
+                        "alerts.smtp.passwordSecret.name=relay-login",
+                        "alerts.smtp.passwordSecret.key=smtp-password",
+                        ("--set-json", "alerts.ratePerMinute=0.5"), "alerts.burst=3", "alerts.timeoutSeconds=30"],
+                   OPERATOR,
+                   ["--alert-smtp-server", "[fd00::25]:2525", "--alert-smtp-from", "ops <ops@example.com>",
+                    "--alert-smtp-starttls", "off", "--alert-smtp-username", "operator",
+                    "--alert-rate-per-minute", "0.5", "--alert-burst", "3", "--alert-timeout-seconds", "30"], 1),
+    # A relay without login and without starttls keeps the operator's STARTTLS default.
+    "alerts-relay-only": ([], ["alerts.smtp.server=relay.mail.svc", "alerts.smtp.from=alerts@example.com"],
+                          OPERATOR, ["--alert-smtp-server", "relay.mail.svc", "--alert-smtp-from",
+                                     "alerts@example.com"], 1),
+    # Clearing the server switches email off on top of prod: no smtp flag, no password.
+    "prod-email-off": (["values-prod.yaml"], ["alerts.smtp.server="],
+                       {**OPERATOR, **ELECTION, "ServiceMonitor": 1, "NetworkPolicy": 1, "PodDisruptionBudget": 1},
+                       PROD_ARGS[:-len(PROD_SMTP_ARGS)], 2),
 }
 
 # Values the chart must refuse, and a part of the reason Helm must give.
@@ -74,6 +106,17 @@ REFUSED = {
                                      "leaderElection.renewBeforeSeconds=5"], "renewBeforeSeconds"),
     "unauthenticated REST API": (["api.auth=none"], "/api/auth"),
     "a misspelt value": (["replica=2"], "replica"),
+    "a relay without a sender": (["alerts.smtp.server=smtp.example.internal:587"], "alerts.smtp.from"),
+    "a relay login without a password Secret": (["alerts.smtp.server=smtp.example.internal:587",
+                                                 "alerts.smtp.from=alerts@example.com",
+                                                 "alerts.smtp.username=operator"], "alerts.smtp.passwordSecret"),
+    "a password Secret without a login": (["alerts.smtp.server=smtp.example.internal:587",
+                                           "alerts.smtp.from=alerts@example.com",
+                                           "alerts.smtp.passwordSecret.name=relay-login"], "alerts.smtp.username"),
+    "the relay password in clear": (["alerts.smtp.password=hunter2"], "password"),
+    "an unknown STARTTLS mode": (["alerts.smtp.starttls=yes"], "starttls"),
+    "a URL for the relay": (["alerts.smtp.server=smtp://relay:25", "alerts.smtp.from=a@example.com"],
+                            "alerts/smtp/server"),
 }
 
 # Exactly what the operator calls on its Lease (see the chart's rbac.yaml).
@@ -92,7 +135,8 @@ def value_flags(files, sets):
     for file in files:
         flags += ["-f", str(CHART / file)]
     for assignment in sets:
-        flags += ["--set", assignment]
+        flag, assignment = assignment if isinstance(assignment, tuple) else ("--set", assignment)
+        flags += [flag, assignment]
     return flags
 
 
@@ -106,7 +150,7 @@ class Checker:
         return condition
 
 
-def check_deployment(check, case, deployment, extra_args, log_format, replicas):
+def check_deployment(check, case, deployment, extra_args, log_format, replicas, password_secret):
     check.expect(deployment["spec"]["replicas"] == replicas,
                  f"{case}: replicas {deployment['spec']['replicas']}, want {replicas}")
     # Without election a rollout must never run two; with it the new pod waits as a standby.
@@ -139,6 +183,17 @@ def check_deployment(check, case, deployment, extra_args, log_format, replicas):
     check.expect(env.get("POD_NAMESPACE", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
                  == "metadata.namespace", f"{case}: POD_NAMESPACE from the downward API")
     check.expect("RUST_LOG" in env, f"{case}: RUST_LOG set")
+    # The relay password from the Secret named in the values, never as a literal value.
+    password = env.get("ALERT_SMTP_PASSWORD")
+    if password_secret is None:
+        check.expect(password is None, f"{case}: ALERT_SMTP_PASSWORD set without a relay login: {password}")
+    else:
+        name, key = password_secret
+        check.expect(password == {"name": "ALERT_SMTP_PASSWORD",
+                                  "valueFrom": {"secretKeyRef": {"name": name, "key": key}}},
+                     f"{case}: ALERT_SMTP_PASSWORD {password}, want secretKeyRef {name}/{key}")
+    check.expect(not any("password" in str(a).lower() for a in container["args"]),
+                 f"{case}: a password in the arguments: {container['args']}")
     labels = deployment["metadata"]["labels"]
     for key in ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/version",
                 "app.kubernetes.io/component", "app.kubernetes.io/part-of", "app.kubernetes.io/managed-by"):
@@ -227,7 +282,8 @@ def main():
             values.update(yaml.safe_load((CHART / file).read_text()) or {})
         log_format = values.get("logFormat", "json")
         for deployment in (d for d in documents if d["kind"] == "Deployment"):
-            check_deployment(check, case, deployment, extra_args, log_format, replicas)
+            check_deployment(check, case, deployment, extra_args, log_format, replicas,
+                             PASSWORD_SECRETS.get(case))
         check_rbac(check, case, documents, "--leader-elect" in extra_args)
         if case == "trading-stack":
             check_stack(check, documents)

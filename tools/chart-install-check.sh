@@ -35,8 +35,11 @@ stack_ns=pmp-chart-check-trading
 sa="system:serviceaccount:$ns:$release"
 chart=charts/platform-operator
 # The prod values without the ServiceMonitor: the test control plane has no Prometheus
-# Operator CRDs.
-values=(-f "$chart/values-prod.yaml" --set serviceMonitor.enabled=false --set fullnameOverride="$release")
+# Operator CRDs. Their SMTP relay login reads its password from a Secret this check creates.
+smtp_secret=$release-smtp
+smtp_password="chart-check-$RANDOM$RANDOM"
+values=(-f "$chart/values-prod.yaml" --set serviceMonitor.enabled=false --set fullnameOverride="$release"
+  --set alerts.smtp.passwordSecret.name="$smtp_secret")
 stack=(-f "$chart/examples/values-trading-stack.yaml" --set stack.namespace="$stack_ns")
 # The failover check runs on a short lease so that it takes seconds, not the default 15 s.
 lease_seconds=4
@@ -57,6 +60,9 @@ trap cleanup EXIT
 start=$(date +%s)
 
 say "helm install $release (prod + trading-stack values)"
+# The relay password Secret exists before the release, as values-prod.yaml asks.
+"$kubectl" create namespace "$ns" >/dev/null
+"$kubectl" create secret generic "$smtp_secret" -n "$ns" --from-literal=password="$smtp_password" >/dev/null
 "$helm" install "$release" "$chart" -n "$ns" --create-namespace "${values[@]}" "${stack[@]}" \
   --wait --timeout 3m >"$work/install.log" || { cat "$work/install.log" >&2; fail "helm install"; }
 
@@ -126,8 +132,9 @@ KUBECONFIG="$op_kubeconfig" "$kubectl" config set-context testenv --cluster=test
 KUBECONFIG="$op_kubeconfig" "$kubectl" config use-context testenv >/dev/null
 
 # The Deployment's own command line, with loopback addresses (two processes on one host) and
-# the short lease; everything else (--leader-elect, the lease name, the client limits) is
-# what the chart renders.
+# the short lease; everything else (--leader-elect, the lease name, the client limits, the
+# SMTP relay and its login) is what the chart renders. ALERT_SMTP_PASSWORD comes from the
+# Secret the Deployment references, as the kubelet would set it.
 mapfile -d '' -t chart_args < <("$kubectl" get -n "$ns" deployment/$release -o json | python3 -c '
 import json, sys
 args = json.load(sys.stdin)["spec"]["template"]["spec"]["containers"][0]["args"]
@@ -142,6 +149,12 @@ for flag in ("--probe-addr", "--api-addr"):
     del args[at:at + 2]
 sys.stdout.write("".join(a + "\0" for a in args))' "$lease_seconds" "$renew_before")
 lease_name="$(printf '%s\n' "${chart_args[@]}" | grep -A1 -x -- --leader-elect-lease-name | tail -1)"
+password_ref="$("$kubectl" get -n "$ns" deployment/$release \
+  -o jsonpath='{.spec.template.spec.containers[0].env[?(@.name=="ALERT_SMTP_PASSWORD")].valueFrom.secretKeyRef}')"
+password_secret="$(python3 -c 'import json, sys; r = json.loads(sys.argv[1] or "{}"); print(r.get("name", ""), r.get("key", ""))' "$password_ref")"
+[ "$password_secret" = "$smtp_secret password" ] ||
+  fail "ALERT_SMTP_PASSWORD is not from Secret $smtp_secret key password: ${password_ref:-not set}"
+alert_smtp_password="$("$kubectl" get secret "$smtp_secret" -n "$ns" -o jsonpath='{.data.password}' | base64 -d)"
 [ -n "$lease_name" ] || fail "no --leader-elect-lease-name in the Deployment's arguments"
 
 # Four free loopback ports: a probe and an API port per instance.
@@ -155,7 +168,8 @@ declare -A probe=([a]=$probe_a [b]=$probe_b) api=([a]=$api_a [b]=$api_b)
 
 # start ID: one operator, as pod ID of the release namespace.
 start_operator() {
-  POD_NAME="$1" POD_NAMESPACE="$ns" KUBECONFIG="$op_kubeconfig" "$operator" "${chart_args[@]}" \
+  POD_NAME="$1" POD_NAMESPACE="$ns" ALERT_SMTP_PASSWORD="$alert_smtp_password" KUBECONFIG="$op_kubeconfig" \
+    "$operator" "${chart_args[@]}" \
     --probe-addr "127.0.0.1:${probe[$1]}" --api-addr "127.0.0.1:${api[$1]}" >"$work/operator-$1.log" 2>&1 &
   pids[$1]=$!
 }
