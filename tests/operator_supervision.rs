@@ -452,3 +452,60 @@ async fn the_circuit_opening_and_the_recovery_are_alerted() {
     }
     env.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_above_the_threshold_of_a_limit_is_a_resource_event_where_usage_is_known() {
+    let mut env = TestEnv::start().await;
+    env.kill_operator();
+    env.start_operator_with(|config| config.usage_interval = Duration::from_millis(200));
+    env.wait_for_operator_caches().await;
+    let hog = platform("hog")
+        .pod_annotation("sim.pmp.dev/ready-after", "200ms")
+        .pod_annotation("sim.pmp.dev/memory-usage", "95Mi")
+        .with_spec(|spec| {
+            spec.resources = Some(platform_operator::crd::ResourceSettings {
+                requests: None,
+                limits: Some(platform_operator::crd::CpuMemory {
+                    cpu: None,
+                    memory: Some(k8s_openapi::apimachinery::pkg::api::resource::Quantity(
+                        "100Mi".into(),
+                    )),
+                }),
+            });
+        })
+        .build();
+    env.apply(&[hog]).await;
+    if real_kubeconfig().is_some() {
+        // No metrics-server on the test control plane: usage is unknown, and said so.
+        let seen = env
+            .wait_for("usage unknown in status", Duration::from_secs(60), |p| {
+                p.get("hog")
+                    .and_then(|h| h.status.as_ref())
+                    .is_some_and(|s| {
+                        s.usage_known == Some(false) && s.phase == Some(Phase::Running)
+                    })
+            })
+            .await;
+        assert!(actions(&seen["hog"]).iter().all(|a| a == "Start"));
+    } else {
+        let stopped = env
+            .wait_for("hog stopped for its memory", Duration::from_secs(60), |p| {
+                p.get("hog").and_then(phase) == Some(Phase::Failed)
+            })
+            .await;
+        let status = stopped["hog"].status.clone().expect("status");
+        assert_eq!(status.usage_known, Some(true));
+        let supervision = status.supervision.expect("kept");
+        assert_eq!(
+            supervision.stopped_for.as_deref(),
+            Some("ResourceExceeded: MemoryAboveThreshold")
+        );
+        let evidence = supervision
+            .last_failure
+            .expect("recorded")
+            .evidence
+            .join(" ");
+        assert!(evidence.contains("95 MiB (95% of its limit)"), "{evidence}");
+    }
+    env.shutdown().await;
+}

@@ -311,7 +311,10 @@ pub async fn status(
     query: Result<Query<NamespaceQuery>, QueryRejection>,
 ) -> Result<Json<PlatformStatusView>, ApiError> {
     let (snapshot, platform) = readable(&state, &caller, &platform_id, query).await?;
-    Ok(Json(platform_status(&snapshot, &platform)))
+    let mut view = platform_status(&snapshot, &platform);
+    let key = crate::stack::key_of(platform.as_ref());
+    view.resources.usage = state.ctx.usage.sample(&key).as_ref().map(Into::into);
+    Ok(Json(view))
 }
 
 /// The platform `platform_id` names, once the caller may `get` it.

@@ -110,9 +110,35 @@ pub struct ResourcesView {
     /// Per pod, as Kubernetes quantities (`cpu`, `memory`); group defaults applied.
     pub requests: BTreeMap<String, String>,
     pub limits: BTreeMap<String, String>,
-    /// Measured usage against the limits. Always `false` today: the operator does not read
-    /// the metrics API yet (runtime supervision brings it).
+    /// Whether usage is measured: `false` where the metrics API (`metrics.k8s.io`) does not
+    /// answer.
     pub usage_known: bool,
+    /// The busiest pod's usage against the limits, from the operator's last poll.
+    pub usage: Option<UsageView>,
+}
+
+/// Measured usage of a platform's busiest pod.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageView {
+    pub cpu_cores: f64,
+    pub memory_bytes: f64,
+    /// Usage over the limit (1.0 = at the limit), when a limit is set.
+    pub cpu_of_limit: Option<f64>,
+    pub memory_of_limit: Option<f64>,
+    pub measured_at: String,
+}
+
+impl From<&crate::controller::usage::UsageSample> for UsageView {
+    fn from(sample: &crate::controller::usage::UsageSample) -> Self {
+        UsageView {
+            cpu_cores: sample.cpu_cores,
+            memory_bytes: sample.memory_bytes,
+            cpu_of_limit: sample.cpu_fraction,
+            memory_of_limit: sample.memory_fraction,
+            measured_at: sample.at.to_string(),
+        }
+    }
 }
 
 /// One audited action.
@@ -294,7 +320,8 @@ pub fn platform_status(snapshot: &Snapshot, platform: &Platform) -> PlatformStat
         resources: ResourcesView {
             requests: quantities(settings.resources.requests.as_ref()),
             limits: quantities(settings.resources.limits.as_ref()),
-            usage_known: false,
+            usage_known: status.usage_known == Some(true),
+            usage: None,
         },
         started_at: status.started_at.as_ref().map(time),
         stopped_at: status.stopped_at.as_ref().map(time),

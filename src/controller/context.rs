@@ -120,6 +120,10 @@ pub struct Context {
     pub leadership: Arc<super::leader::Leadership>,
     /// Where supervision's alerts go (`None` in contexts that send none).
     pub alerter: Option<crate::alerts::Alerter>,
+    /// Resource usage from the metrics API, and the fraction of a limit that counts as
+    /// exceeded.
+    pub usage: super::usage::Usage,
+    pub usage_threshold: f64,
     topology: Mutex<Option<(u64, Arc<Topology>)>>,
     /// Bumped by the watch taps whenever a change can reshape the topology.
     topology_version: AtomicU64,
@@ -157,6 +161,8 @@ impl Context {
             metrics: Arc::default(),
             leadership: super::leader::Leadership::always(),
             alerter: None,
+            usage: Default::default(),
+            usage_threshold: super::usage::DEFAULT_USAGE_THRESHOLD,
             topology: Mutex::new(None),
             topology_version: AtomicU64::new(1),
             pod_index: Mutex::new(HashMap::new()),

@@ -37,6 +37,7 @@ pub mod stopping;
 pub mod supervise;
 mod tap;
 mod trim;
+pub mod usage;
 
 pub use clock::{Clock, SystemClock};
 pub use context::{Context, Stores, TableSizes, Topology};

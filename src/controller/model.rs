@@ -183,6 +183,12 @@ pub struct Observed {
     pub group_conflict: Vec<NodeKey>,
     /// Its pods' health, for supervision.
     pub pod_health: Vec<PodHealth>,
+    /// Its busiest pod's usage against the limits, from the last poll of the metrics API.
+    pub usage: Option<super::usage::UsageSample>,
+    /// Whether the metrics API answers (`None` before the first poll).
+    pub usage_known: Option<bool>,
+    /// The fraction of a limit that counts as exceeded.
+    pub usage_threshold: f64,
 }
 
 #[cfg(test)]
@@ -206,6 +212,9 @@ impl Observed {
             group: None,
             group_conflict: Vec::new(),
             pod_health: Vec::new(),
+            usage: None,
+            usage_known: None,
+            usage_threshold: super::usage::DEFAULT_USAGE_THRESHOLD,
         }
     }
 }

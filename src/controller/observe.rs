@@ -83,6 +83,9 @@ pub fn observe(ctx: &Context, platform: &Platform, key: &NodeKey) -> Observed {
         group: group_facts,
         group_conflict: topology.membership.conflicting_groups(key).to_vec(),
         pod_health: ctx.pods_of(key).iter().map(|p| pod_health(p)).collect(),
+        usage: ctx.usage.sample(key),
+        usage_known: ctx.usage.available(),
+        usage_threshold: ctx.usage_threshold,
     }
 }
 

@@ -27,6 +27,7 @@ use super::events::{EventQueue, FailedKind, publish_events};
 use super::health::{ControllerKind, DEFAULT_STUCK_AFTER};
 use super::leader::Leadership;
 use super::tap::{GroupTap, PlatformTap, observe_deployment, observe_pod};
+use super::usage::{DEFAULT_USAGE_INTERVAL, DEFAULT_USAGE_THRESHOLD, poll_usage};
 use super::{group, platform, trim};
 
 /// How the operator runs.
@@ -46,6 +47,10 @@ pub struct OperatorConfig {
     pub leadership: Arc<Leadership>,
     /// How alerts are delivered.
     pub alerts: AlertSettings,
+    /// How often resource usage is read from the metrics API, and the fraction of a limit
+    /// that counts as exceeded.
+    pub usage_interval: Duration,
+    pub usage_threshold: f64,
 }
 
 /// Reconciles at once per controller unless configured: enough to keep a busy API server fed,
@@ -62,6 +67,8 @@ impl Default for OperatorConfig {
             stuck_after: DEFAULT_STUCK_AFTER,
             leadership: Leadership::always(),
             alerts: AlertSettings::default(),
+            usage_interval: DEFAULT_USAGE_INTERVAL,
+            usage_threshold: DEFAULT_USAGE_THRESHOLD,
         }
     }
 }
@@ -141,6 +148,7 @@ impl Operator {
             publisher_stop.clone(),
         );
         ctx.alerter = Some(alerter);
+        ctx.usage_threshold = config.usage_threshold;
         let ctx = Arc::new(ctx);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (related_tx, related_rx) = mpsc::unbounded();
@@ -152,6 +160,14 @@ impl Operator {
             groups_rx,
         };
         let errors = events;
+        let usage_poll = poll_usage(
+            ctx.clone(),
+            config.namespace.clone(),
+            config.usage_interval,
+            config.usage_threshold,
+            fanout.related_tx.clone(),
+            shutdown_rx.clone(),
+        );
         let controller_config = ControllerConfig::default().concurrency(config.concurrency);
         let namespace = config.namespace.as_deref();
 
@@ -221,6 +237,7 @@ impl Operator {
             )),
             tokio::spawn(publisher),
             tokio::spawn(alert_delivery),
+            tokio::spawn(usage_poll),
         ];
         Operator {
             ctx,

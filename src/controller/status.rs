@@ -210,6 +210,7 @@ pub fn next_status(observed: &Observed, decision: &Decision) -> PlatformStatus {
         message: Some(decision.message.clone()),
         history,
         supervision: decision.supervision.clone(),
+        usage_known: observed.usage_known.or(previous.usage_known),
     }
 }
 

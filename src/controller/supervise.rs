@@ -173,6 +173,27 @@ pub fn detect(observed: &Observed) -> Detection {
             }
         }
     }
+    if let Some(sample) = &observed.usage
+        && super::usage::exceeds(sample, observed.usage_threshold)
+    {
+        let reason = if sample.memory_fraction.unwrap_or(0.0) >= observed.usage_threshold {
+            "MemoryAboveThreshold"
+        } else {
+            "CpuAboveThreshold"
+        };
+        let line = format!(
+            "{} (threshold {:.0}%)",
+            super::usage::describe(sample),
+            observed.usage_threshold * 100.0
+        );
+        push(
+            &mut detection,
+            FindingKind::ResourceExceeded,
+            reason,
+            line,
+            None,
+        );
+    }
     if observed
         .deployment
         .as_ref()

@@ -81,6 +81,11 @@ pub struct PlatformStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 20))]
     pub history: Vec<HistoryEntry>,
+    /// Whether resource usage is known: `false` when the metrics API (`metrics.k8s.io`) does
+    /// not answer, so usage-based reactions cannot fire. The figures themselves are served by
+    /// the REST API (they change too often for the status).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage_known: Option<bool>,
     /// What runtime supervision remembers (restarts in the window, back-off, the circuit), kept
     /// here rather than in the operator's memory so that it survives operator restarts.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -109,7 +109,7 @@ impl TestEnv {
     /// a store's readiness is a `futures` oneshot that wakes only the last of its waiters, and
     /// kube-runtime's controller waits on the Platform store too, so one of the two would
     /// sleep until something else woke it (seen as 30 s stalls on the real cluster).
-    async fn wait_for_operator_caches(&self) {
+    pub async fn wait_for_operator_caches(&self) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         while !self.operator().stores().synced() {
             assert!(
@@ -190,6 +190,11 @@ impl TestEnv {
 
     /// Starts the operator (again), watching the test's namespace.
     pub fn start_operator(&mut self) -> &Operator {
+        self.start_operator_with(|_| {})
+    }
+
+    /// Starts the operator (again) with its configuration adjusted by `adjust`.
+    pub fn start_operator_with(&mut self, adjust: impl FnOnce(&mut OperatorConfig)) -> &Operator {
         let mut config = OperatorConfig {
             namespace: Some(self.namespace.clone()),
             instance: Some(format!("test-{}", self.namespace)),
@@ -198,6 +203,7 @@ impl TestEnv {
         if let Some(Cluster::Simulated(sandbox)) = &self.cluster {
             config.clock = Arc::new(OperatorClock(sandbox.cluster.clock().clone()));
         }
+        adjust(&mut config);
         let operator = Operator::start(self.client.clone(), config);
         self.operator.insert(operator)
     }
