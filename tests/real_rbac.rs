@@ -111,6 +111,12 @@ const USED: &[(&str, &str, &[&str], &str)] = &[
          address), by name only",
     ),
     (
+        "metrics.k8s.io",
+        "pods",
+        &["list"],
+        "controller/usage.rs poll_usage: the platforms' pods' usage, listed by label",
+    ),
+    (
         "authentication.k8s.io",
         "tokenreviews",
         &["create"],
@@ -163,6 +169,7 @@ const RESOURCES: &[(&str, &str)] = &[
     ("events.k8s.io", "events"),
     ("coordination.k8s.io", "leases"),
     ("authentication.k8s.io", "tokenreviews"),
+    ("metrics.k8s.io", "pods"),
     ("authorization.k8s.io", "subjectaccessreviews"),
     ("apiextensions.k8s.io", "customresourcedefinitions"),
     ("rbac.authorization.k8s.io", "clusterroles"),

@@ -127,6 +127,10 @@ writes, src/api/ for the REST API); tests/real_rbac.rs checks them against a rea
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
+# Resource usage of the platforms' pods (metrics-server), listed every 30 s by label.
+- apiGroups: ["metrics.k8s.io"]
+  resources: ["pods"]
+  verbs: ["list"]
 {{- end }}
 
 {{/*
