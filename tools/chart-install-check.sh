@@ -98,8 +98,16 @@ for rule in json.load(sys.stdin)["rules"]:
                 print(f"{sys.argv[1]}|{group}|{resource}|{verb}")' "$1"
 }
 granted=0
+# kubectl auth can-i resolves a resource through discovery, so it cannot check a group the
+# server does not serve (metrics.k8s.io without metrics-server); tests/real_rbac.rs checks
+# those grants with SubjectAccessReviews instead.
+served_groups=" $("$kubectl" api-versions | cut -d/ -f1 | sort -u | tr '\n' ' ') "
 while IFS='|' read -r scope group resource verb; do
   [ -n "$verb" ] || continue
+  if [ -n "$group" ] && [[ "$served_groups" != *" $group "* ]]; then
+    say "not served here, checked by tests/real_rbac.rs: $verb $resource.$group"
+    continue
+  fi
   # shellcheck disable=SC2086
   answer="$("$kubectl" auth can-i "$verb" "$resource${group:+.$group}" $scope --as="$sa" 2>/dev/null || true)"
   [ "$answer" = yes ] || fail "$sa may not $verb $resource${group:+.$group} ($scope)"
