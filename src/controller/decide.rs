@@ -130,6 +130,17 @@ fn note_recovery(decision: &mut Decision) {
 fn decide_stop(observed: &Observed, cause: &StopCause, decision: &mut Decision) {
     let stop_reason = cause.describe(&observed.key);
     let running = decision.replicas.is_some_and(|r| r > 0);
+    let kind = if cause.is_own() {
+        ActionKind::Stop
+    } else {
+        ActionKind::CascadeStop
+    };
+    if !running && stop_unrecorded(observed) {
+        // Scaled down by an earlier reconcile whose status write (with this entry) did not
+        // last, e.g. replaced by a write made from an older copy: the stop is recorded now
+        // rather than lost from the audit trail.
+        decision.actions.push(action(kind, stop_reason.clone()));
+    }
     if running {
         // A platform that fails takes its dependents down first (unless they are to be left
         // running), whether or not the topology, one status write behind, says so yet.
@@ -145,11 +156,6 @@ fn decide_stop(observed: &Observed, cause: &StopCause, decision: &mut Decision) 
             .collect();
         let timeout = Duration::from_secs(u64::from(observed.settings.shutdown_timeout_seconds));
         let elapsed = stopping_for(observed);
-        let kind = if cause.is_own() {
-            ActionKind::Stop
-        } else {
-            ActionKind::CascadeStop
-        };
         if waiting_for.is_empty() {
             decision.replicas = Some(0);
             decision.actions.push(action(kind, stop_reason.clone()));
@@ -357,6 +363,20 @@ fn decide_finalizer(observed: &Observed, decision: &mut Decision) {
         // Added on first sight rather than at start, to keep the write off the gating path.
         decision.finalizer = Some(FinalizerChange::Add);
     }
+}
+
+/// The history shows the platform started and no stop since.
+fn stop_unrecorded(observed: &Observed) -> bool {
+    let Some(status) = observed.platform.status.as_ref() else {
+        return false;
+    };
+    let last = status.history.iter().rev().find(|h| {
+        matches!(
+            h.action.as_str(),
+            "Start" | "Stop" | "CascadeStop" | "ResourceExceeded" | "CircuitOpen"
+        )
+    });
+    last.is_some_and(|h| h.action == "Start")
 }
 
 /// How long the platform has been stopping (zero when it just started to).

@@ -430,3 +430,31 @@ fn a_surging_rollout_is_not_rolled_out_until_the_old_pod_is_gone() {
     };
     assert!(done.rolled_out());
 }
+
+#[test]
+fn a_stop_whose_history_entry_was_lost_is_recorded_once_more() {
+    let entry = |action: &str| crate::crd::HistoryEntry {
+        action: action.into(),
+        actor: "platform-operator".into(),
+        reason: "earlier".into(),
+        time: Time(now()),
+    };
+    let mut p = with_phase(platform("a").stopped().build(), Phase::Running);
+    p.status.as_mut().expect("status").history = vec![entry("Start")];
+    let mut o = observed(p);
+    o.stop_cause = Some(StopCause::Spec);
+    o.deployment = Some(DeploymentState {
+        ready_replicas: 0,
+        ..running_deployment(0)
+    });
+    let d = decide(&o);
+    assert_eq!(d.phase, Phase::Stopped);
+    assert_eq!(
+        kinds(&d),
+        vec![ActionKind::Stop],
+        "already scaled down, but unrecorded"
+    );
+
+    o.platform.status.as_mut().expect("status").history = vec![entry("Start"), entry("Stop")];
+    assert!(kinds(&decide(&o)).is_empty(), "recorded once");
+}
