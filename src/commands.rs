@@ -10,6 +10,7 @@ use platform_operator::alerts::{AlertSettings, SmtpSettings, StartTls};
 use platform_operator::api::auth::AuthMode;
 use platform_operator::api::{self, ApiSettings, ApiState, DEFAULT_CALLER_LIMIT, DEFAULT_MAX_WAIT};
 use platform_operator::client::{RateLimit, operator_client, throttled_client};
+use platform_operator::controller::usage::{DEFAULT_USAGE_INTERVAL, DEFAULT_USAGE_THRESHOLD};
 use platform_operator::controller::{
     DEFAULT_CONCURRENCY, ElectionConfig, Leadership, Operator, OperatorConfig, run_election,
     shutdown_signal,
@@ -95,6 +96,24 @@ pub struct RunArgs {
     /// Seconds one alert delivery may take (Secret read, connect, send).
     #[arg(long, default_value_t = 10)]
     alert_timeout_seconds: u64,
+    /// Seconds between two reads of resource usage from the metrics API.
+    #[arg(long, default_value_t = DEFAULT_USAGE_INTERVAL.as_secs())]
+    usage_interval_seconds: u64,
+    /// The fraction of a CPU or memory limit at which usage counts as exceeded (0 to 1].
+    #[arg(long, default_value_t = DEFAULT_USAGE_THRESHOLD, value_parser = usage_threshold)]
+    usage_threshold: f64,
+}
+
+/// A fraction in (0, 1].
+fn usage_threshold(text: &str) -> Result<f64, String> {
+    let value: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number"))?;
+    if value > 0.0 && value <= 1.0 {
+        Ok(value)
+    } else {
+        Err(format!("{value} is not in (0, 1]"))
+    }
 }
 
 impl RunArgs {
@@ -247,6 +266,8 @@ pub fn run(args: RunArgs) -> ExitCode {
             concurrency: args.concurrency,
             leadership,
             alerts,
+            usage_interval: Duration::from_secs(args.usage_interval_seconds.max(1)),
+            usage_threshold: args.usage_threshold,
             ..OperatorConfig::default()
         };
         let operator = Operator::start(client, config);
