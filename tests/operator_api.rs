@@ -39,6 +39,15 @@ fn trading_stack() -> Vec<Platform> {
         .collect()
 }
 
+/// Applies one platform that is Ready 200 ms after it starts, and waits until it runs.
+async fn run_one(env: &TestEnv, name: &str) {
+    env.apply(&[platform(name)
+        .pod_annotation("sim.pmp.dev/ready-after", "200ms")
+        .build()])
+        .await;
+    env.wait_running(&[name]).await;
+}
+
 fn names(list: &Value, field: &str) -> Vec<String> {
     list[field]
         .as_array()
@@ -522,11 +531,7 @@ async fn callers_need_a_token_and_the_verb_and_are_rate_limited() {
             ..ApiSettings::default()
         })
         .await;
-    env.apply(&[platform("a")
-        .pod_annotation("sim.pmp.dev/ready-after", "200ms")
-        .build()])
-        .await;
-    env.wait_running(&["a"]).await;
+    run_one(&env, "a").await;
     let control = "/api/v1/platform/a/control";
     let stop = r#"{"action":"stop"}"#;
 
@@ -713,11 +718,7 @@ async fn on_a_real_cluster_tokens_and_rbac_decide_who_may_control() {
             ..ApiSettings::default()
         })
         .await;
-    env.apply(&[platform("a")
-        .pod_annotation("sim.pmp.dev/ready-after", "200ms")
-        .build()])
-        .await;
-    env.wait_running(&["a"]).await;
+    run_one(&env, "a").await;
     let control = "/api/v1/platform/a/control";
     let stop = r#"{"action":"stop"}"#;
 
@@ -803,11 +804,7 @@ async fn nothing_a_caller_sends_gets_a_server_error() {
             ..ApiSettings::default()
         })
         .await;
-    env.apply(&[platform("a")
-        .pod_annotation("sim.pmp.dev/ready-after", "200ms")
-        .build()])
-        .await;
-    env.wait_running(&["a"]).await;
+    run_one(&env, "a").await;
     let mut runner = TestRunner::deterministic();
     let bodies = any_json();
     let raw = proptest::collection::vec(proptest::num::u8::ANY, 0..64);

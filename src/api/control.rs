@@ -83,6 +83,15 @@ impl Action {
             Action::Restart => "restart",
         }
     }
+
+    /// The action as an Event names it.
+    pub fn event_action(self) -> &'static str {
+        match self {
+            Action::Start => "Start",
+            Action::Stop => "Stop",
+            Action::Restart => "Restart",
+        }
+    }
 }
 
 /// Reads a control request body: 400 when it is not JSON, 422 when it is JSON of the wrong

@@ -6,7 +6,6 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde_json::json;
@@ -17,13 +16,13 @@ use crate::graph::NodeKey;
 use crate::stack::key_of;
 
 use super::auth::{Caller, Permission};
-use super::control::{Action, Affected, Snapshot, parse_request};
+use super::control::{Action, Affected, Snapshot};
 use super::lookup::find_group;
 use super::platforms::{API_FIELD_MANAGER, NamespaceQuery};
 use super::problem::{ApiError, Problem};
 use super::views::{GroupView, PlatformSummary, group_view};
 use super::wait::{WaitQuery, outcome};
-use super::{ApiState, rejected_body, rejected_query};
+use super::{ApiState, control_input, publish_request, rejected_query};
 
 /// The actions a group accepts.
 pub const GROUP_ACTIONS: [&str; 2] = ["start", "stop"];
@@ -110,10 +109,7 @@ pub async fn control_group(
     query: Result<Query<WaitQuery>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(query) = query.map_err(rejected_query)?;
-    let body = body.map_err(rejected_body)?;
-    let request = parse_request(&body)?;
-    let action = Action::parse(&request.action, &GROUP_ACTIONS)?;
+    let (query, request, action) = control_input(query, body, &GROUP_ACTIONS)?;
     if request.config.is_some()
         || request.with_dependencies.is_some()
         || request.with_dependents.is_some()
@@ -183,23 +179,12 @@ pub async fn control_group(
         members = affected.len(),
         "group control request accepted"
     );
-    let event = Event {
-        type_: EventType::Normal,
-        reason: "ControlRequested".to_string(),
-        note: Some(format!(
-            "{} of the group requested by {}",
-            action.as_str(),
-            caller.actor()
-        )),
-        action: if action == Action::Start {
-            "Start"
-        } else {
-            "Stop"
-        }
-        .to_string(),
-        secondary: None,
-    };
-    state.ctx.events.audit(group.object_ref(&()), event).await;
+    let note = format!(
+        "{} of the group requested by {}",
+        action.as_str(),
+        caller.actor()
+    );
+    publish_request(&state, group.object_ref(&()), action, note).await;
     let mut response = GroupControlResponse {
         action,
         namespace: key.namespace.clone(),

@@ -398,6 +398,38 @@ async fn method_not_allowed(request: Request) -> Response {
     )
 }
 
+/// What every control request carries, checked: its query, its body, and its action among
+/// `allowed` (400 for a body that is not JSON, 422 for one of the wrong shape).
+pub(crate) fn control_input(
+    query: Result<axum::extract::Query<wait::WaitQuery>, QueryRejection>,
+    body: Result<axum::body::Bytes, BytesRejection>,
+    allowed: &[&str],
+) -> Result<(wait::WaitQuery, control::ControlRequest, control::Action), ApiError> {
+    let axum::extract::Query(query) = query.map_err(rejected_query)?;
+    let body = body.map_err(rejected_body)?;
+    let request = control::parse_request(&body)?;
+    let action = control::Action::parse(&request.action, allowed)?;
+    Ok((query, request, action))
+}
+
+/// The audit Event of an accepted control request, on the object it controls.
+pub(crate) async fn publish_request(
+    state: &ApiState,
+    object: k8s_openapi::api::core::v1::ObjectReference,
+    action: control::Action,
+    note: String,
+) {
+    let event = kube::runtime::events::Event {
+        type_: kube::runtime::events::EventType::Normal,
+        reason: "ControlRequested".to_string(),
+        // An Event's note is at most 1 KiB.
+        note: Some(note.chars().take(1000).collect()),
+        action: action.event_action().to_string(),
+        secondary: None,
+    };
+    state.ctx.events.audit(object, event).await;
+}
+
 /// A query string that does not parse: 422 naming the parameter.
 pub(crate) fn rejected_query(rejection: QueryRejection) -> ApiError {
     ApiError::Invalid {

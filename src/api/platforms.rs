@@ -8,7 +8,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -20,7 +19,7 @@ use crate::graph::NodeKey;
 use super::auth::{Caller, Permission};
 use super::control::{
     Action, Affected, ConfigChange, ControlOptions, ControlPlan, PLATFORM_ACTIONS, Snapshot,
-    config_override, parse_request, plan_control,
+    config_override, plan_control,
 };
 use super::graph::{GraphFormat, GraphQuery, GraphView, graph_view, render_dot, render_mermaid};
 use super::problem::{ApiError, Problem};
@@ -28,7 +27,7 @@ use super::views::{
     ActionView, PlatformStatusView, PlatformSummary, actions, platform_status, summary,
 };
 use super::wait::{WaitQuery, outcome};
-use super::{ApiState, rejected_body, rejected_query};
+use super::{ApiState, control_input, publish_request, rejected_query};
 
 /// The field manager of the REST API's writes (distinct from the operator's, so that
 /// `managedFields` shows who changed what).
@@ -101,10 +100,7 @@ pub async fn control(
     query: Result<Query<WaitQuery>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(query) = query.map_err(rejected_query)?;
-    let body = body.map_err(rejected_body)?;
-    let request = parse_request(&body)?;
-    let action = Action::parse(&request.action, &PLATFORM_ACTIONS)?;
+    let (query, request, action) = control_input(query, body, &PLATFORM_ACTIONS)?;
     let wait = query.wait_limit(state.settings.max_wait)?;
     let config = config_override(request.config.as_ref())?;
     let (snapshot, target) = state.find(&platform_id, query.namespace.as_deref())?;
@@ -261,27 +257,7 @@ async fn audit(state: &ApiState, caller: &Caller, snapshot: &Snapshot, plan: &Co
     if !config.is_empty() {
         note.push_str(&format!("; config {}", config.join(", ")));
     }
-    let event = Event {
-        type_: EventType::Normal,
-        reason: "ControlRequested".to_string(),
-        // An Event's note is at most 1 KiB.
-        note: Some(note.chars().take(1000).collect()),
-        action: capitalised(plan.action.as_str()),
-        secondary: None,
-    };
-    state
-        .ctx
-        .events
-        .audit(platform.object_ref(&()), event)
-        .await;
-}
-
-fn capitalised(word: &str) -> String {
-    let mut chars = word.chars();
-    chars
-        .next()
-        .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
-        .unwrap_or_default()
+    publish_request(state, platform.object_ref(&()), plan.action, note).await;
 }
 
 /// A platform's status: phase, replicas, conditions, dependencies, restarts, health,
