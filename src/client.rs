@@ -7,6 +7,13 @@
 //! The limit applies per request, so a watch costs one token when it is opened. The kube
 //! client queues requests in front of this layer (a `tower::buffer`), so waiting here holds
 //! back only the requests behind.
+//!
+//! Every request sent is counted by answer class ([`CountLayer`], `pmp_kube_requests_total`),
+//! below the rate limit and the write gate: what reaches the API server, not what waits.
+
+mod count;
+
+pub use count::{CountLayer, CountRequests, NO_ANSWER, answer_class};
 
 use std::future::Future;
 use std::pin::Pin;
@@ -47,6 +54,7 @@ pub fn operator_client(
 ) -> Result<kube::Client, kube::Error> {
     let builder = kube::client::ClientBuilder::try_from(config)?;
     Ok(builder
+        .with_layer(&CountLayer::new(crate::metrics::kube_requests()))
         .with_layer(&ThrottleLayer::new(limit))
         .with_layer(&WriteGateLayer::new(leadership))
         .build())
@@ -59,7 +67,10 @@ pub fn throttled_client(
     limit: RateLimit,
 ) -> Result<kube::Client, kube::Error> {
     let builder = kube::client::ClientBuilder::try_from(config)?;
-    Ok(builder.with_layer(&ThrottleLayer::new(limit)).build())
+    Ok(builder
+        .with_layer(&CountLayer::new(crate::metrics::kube_requests()))
+        .with_layer(&ThrottleLayer::new(limit))
+        .build())
 }
 
 /// A write refused because this instance is not the leader.

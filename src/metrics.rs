@@ -2,7 +2,7 @@
 //! error categories, phases, route templates and status codes; never object names or error
 //! text.
 
-use std::sync::Mutex;
+use std::sync::{LazyLock, Mutex};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
@@ -62,6 +62,33 @@ pub struct AlertDeliveryLabels {
     pub result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KubeRequestLabels {
+    /// How the API server answered: `2xx`, `3xx`, `4xx` (but 429), `429`, `5xx`, `other`,
+    /// or `error` when no answer came (connection, TLS, timeout).
+    pub class: &'static str,
+}
+
+/// Every value [`KubeRequestLabels::class`] takes.
+pub const KUBE_REQUEST_CLASSES: [&str; 7] = ["2xx", "3xx", "4xx", "429", "5xx", "other", "error"];
+
+/// The operator's requests to the API server by answer class, shared by every kube client of
+/// the process and shown by every [`Metrics`]. Process-wide because the clients are built
+/// before the controller creates its `Metrics`, and one operator runs per process.
+static KUBE_REQUESTS: LazyLock<Family<KubeRequestLabels, Counter>> = LazyLock::new(|| {
+    let family = Family::default();
+    // Zeros from the start: a scrape tells "no 5xx" apart from "not counted".
+    for class in KUBE_REQUEST_CLASSES {
+        drop(family.get_or_create(&KubeRequestLabels { class }));
+    }
+    family
+});
+
+/// The process's kube request counters (a handle; clones count into the same family).
+pub fn kube_requests() -> Family<KubeRequestLabels, Counter> {
+    KUBE_REQUESTS.clone()
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// The operator's metrics.
@@ -75,6 +102,8 @@ pub struct Metrics {
     pub alert_deliveries: Family<AlertDeliveryLabels, Counter>,
     /// The operator's own control actions (restarts, circuit changes, stops), by kind.
     pub control_actions: Family<ControlActionLabels, Counter>,
+    /// The reconcile trigger queue's depth, waits and throughput.
+    pub triage: crate::controller::triage::TriageMetrics,
     /// Serialises scrapes: the phase gauges are set from the cache, then encoded.
     scrape: Mutex<()>,
 }
@@ -142,8 +171,15 @@ impl Default for Metrics {
             "Audited control actions carried out, by action (Start, Stop, Restart, CircuitOpen, ...)",
             control_actions.clone(),
         );
+        let triage = crate::controller::triage::TriageMetrics::register(&mut registry);
+        registry.register(
+            "kube_requests",
+            "Requests of the operator's kube clients to the API server, by answer class",
+            kube_requests(),
+        );
         Metrics {
             registry,
+            triage,
             alert_deliveries,
             control_actions,
             reconciles,
@@ -207,6 +243,10 @@ mod tests {
         assert!(page.contains("pmp_platforms{phase=\"Failed\"} 0"), "{page}");
         assert!(
             page.contains("pmp_reconciles_total{controller=\"platform\",result=\"ok\"} 1"),
+            "{page}"
+        );
+        assert!(
+            page.contains("pmp_kube_requests_total{class=\"5xx\"}"),
             "{page}"
         );
         assert!(page.ends_with("# EOF\n"), "{page}");
