@@ -124,6 +124,8 @@ pub struct Context {
     /// exceeded.
     pub usage: super::usage::Usage,
     pub usage_threshold: f64,
+    /// Reconciles asked for by the platforms' surroundings, most urgent first.
+    pub triage: Arc<super::triage::Triage>,
     topology: Mutex<Option<(u64, Arc<Topology>)>>,
     /// Bumped by the watch taps whenever a change can reshape the topology.
     topology_version: AtomicU64,
@@ -150,6 +152,11 @@ pub struct TableSizes {
 
 impl Context {
     pub fn new(client: Client, stores: Stores, events: EventQueue, clock: Arc<dyn Clock>) -> Self {
+        let metrics: Arc<crate::metrics::Metrics> = Arc::default();
+        let triage = super::triage::Triage::new(
+            usize::from(super::run::DEFAULT_CONCURRENCY),
+            metrics.triage.clone(),
+        );
         Self {
             client,
             stores,
@@ -158,11 +165,12 @@ impl Context {
             field_manager: super::FIELD_MANAGER.to_string(),
             own_writes: OwnWrites::default(),
             health: Health::default(),
-            metrics: Arc::default(),
+            metrics,
             leadership: super::leader::Leadership::always(),
             alerter: None,
             usage: Default::default(),
             usage_threshold: super::usage::DEFAULT_USAGE_THRESHOLD,
+            triage,
             topology: Mutex::new(None),
             topology_version: AtomicU64::new(1),
             pod_index: Mutex::new(HashMap::new()),

@@ -36,6 +36,7 @@ pub mod status;
 pub mod stopping;
 pub mod supervise;
 mod tap;
+pub mod triage;
 mod trim;
 pub mod usage;
 

@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 
 use crate::alerts::{AlertSettings, Alerter};
 use crate::crd::{Platform, PlatformGroup};
+use crate::graph::NodeKey;
 
 use super::build::{MANAGED_BY, MANAGED_BY_LABEL, PLATFORM_LABEL};
 use super::clock::{Clock, SystemClock};
@@ -26,7 +27,8 @@ use super::context::{Context, Stores};
 use super::events::{EventQueue, FailedKind, publish_events};
 use super::health::{ControllerKind, DEFAULT_STUCK_AFTER};
 use super::leader::Leadership;
-use super::tap::{GroupTap, PlatformTap, observe_deployment, observe_pod};
+use super::tap::{GroupTap, PlatformTap, observe_deployment, observe_pod, pod_urgency};
+use super::triage::Triage;
 use super::usage::{DEFAULT_USAGE_INTERVAL, DEFAULT_USAGE_THRESHOLD, poll_usage};
 use super::{group, platform, trim};
 
@@ -114,14 +116,6 @@ fn caches() -> (Stores, Writers) {
     (stores, writers)
 }
 
-/// Channels through which a change of one object queues others.
-struct Fanout {
-    related_tx: mpsc::UnboundedSender<ObjectRef<Platform>>,
-    related_rx: mpsc::UnboundedReceiver<ObjectRef<Platform>>,
-    groups_tx: mpsc::UnboundedSender<ObjectRef<PlatformGroup>>,
-    groups_rx: mpsc::UnboundedReceiver<ObjectRef<PlatformGroup>>,
-}
-
 impl Operator {
     /// Starts the watches, both controllers and the error reporter on the current Tokio runtime.
     pub fn start(client: Client, config: OperatorConfig) -> Operator {
@@ -149,23 +143,22 @@ impl Operator {
         );
         ctx.alerter = Some(alerter);
         ctx.usage_threshold = config.usage_threshold;
+        ctx.triage = Triage::new(
+            match config.concurrency {
+                0 => usize::from(DEFAULT_CONCURRENCY),
+                n => usize::from(n),
+            },
+            ctx.metrics.triage.clone(),
+        );
         let ctx = Arc::new(ctx);
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let (related_tx, related_rx) = mpsc::unbounded();
         let (groups_tx, groups_rx) = mpsc::unbounded();
-        let fanout = Fanout {
-            related_tx,
-            related_rx,
-            groups_tx,
-            groups_rx,
-        };
         let errors = events;
         let usage_poll = poll_usage(
             ctx.clone(),
             config.namespace.clone(),
             config.usage_interval,
             config.usage_threshold,
-            fanout.related_tx.clone(),
             shutdown_rx.clone(),
         );
         let controller_config = ControllerConfig::default().concurrency(config.concurrency);
@@ -174,11 +167,7 @@ impl Operator {
         let group_stream = group_events(
             scoped(&client, namespace),
             writers.groups,
-            GroupTap::new(
-                ctx.clone(),
-                fanout.related_tx.clone(),
-                fanout.groups_tx.clone(),
-            ),
+            GroupTap::new(ctx.clone(), groups_tx.clone()),
         );
         let platform_controller = platform_controller(
             &client,
@@ -188,15 +177,13 @@ impl Operator {
             writers.configmaps,
             writers.pods,
             &ctx,
-            fanout.related_tx,
-            fanout.groups_tx,
-            fanout.related_rx,
+            groups_tx,
             controller_config.clone(),
             until_true(shutdown_rx.clone()),
         );
         let group_controller = Controller::for_stream(group_stream, ctx.stores.groups.clone())
             .with_config(controller_config)
-            .reconcile_on(fanout.groups_rx)
+            .reconcile_on(groups_rx)
             .reconcile_all_on(config.leadership.became_leader())
             .graceful_shutdown_on(until_true(shutdown_rx))
             .run(
@@ -212,7 +199,11 @@ impl Operator {
             );
         let platform_errors = errors.clone();
         let platform_metrics = ctx.metrics.clone();
+        let triage = ctx.triage.clone();
         let platform_task = platform_controller.for_each(move |result| {
+            if let Some(platform) = reconciled(&result) {
+                triage.finished(&platform);
+            }
             count_reconcile(&platform_metrics, "platform", &result);
             platform_errors.report(FailedKind::Platform, &result);
             future::ready(())
@@ -326,6 +317,28 @@ fn count_reconcile<K: Resource>(
         .inc();
 }
 
+/// The platform a controller result is about (a finished reconcile, failed or not, or one
+/// skipped because the platform is gone).
+fn reconciled(
+    result: &Result<
+        (ObjectRef<Platform>, kube::runtime::controller::Action),
+        kube::runtime::controller::Error<super::Error, watcher::Error>,
+    >,
+) -> Option<NodeKey> {
+    use kube::runtime::controller::Error as Failed;
+    let (namespace, name) = match result {
+        Ok((reference, _)) => (&reference.namespace, &reference.name),
+        Err(Failed::ReconcilerFailed(_, reference) | Failed::ObjectNotFound(reference)) => {
+            (&reference.namespace, &reference.name)
+        }
+        Err(_) => return None,
+    };
+    Some(NodeKey::new(
+        namespace.clone().unwrap_or_default(),
+        name.clone(),
+    ))
+}
+
 async fn until_true(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stopping| *stopping).await;
 }
@@ -341,9 +354,7 @@ fn platform_controller<S: Future<Output = ()> + Send + Sync + 'static>(
     configmaps: Writer<ConfigMap>,
     pods: Writer<Pod>,
     ctx: &Arc<Context>,
-    related_tx: mpsc::UnboundedSender<ObjectRef<Platform>>,
     groups_tx: mpsc::UnboundedSender<ObjectRef<PlatformGroup>>,
-    related_rx: mpsc::UnboundedReceiver<ObjectRef<Platform>>,
     config: ControllerConfig,
     shutdown: S,
 ) -> impl Stream<
@@ -354,7 +365,7 @@ fn platform_controller<S: Future<Output = ()> + Send + Sync + 'static>(
 > + Send
 + use<S> {
     let managed = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
-    let tap = PlatformTap::new(ctx.clone(), related_tx, groups_tx);
+    let tap = PlatformTap::new(ctx.clone(), groups_tx);
     let platform_stream = platform_events(scoped(client, namespace), platforms, tap);
     let deployment_ctx = ctx.clone();
     let deployment_stream = watched(
@@ -389,15 +400,20 @@ fn platform_controller<S: Future<Output = ()> + Send + Sync + 'static>(
         }
     })
     .touched_objects();
+    // Pods queue their platform through the triage (a storm of routine pod updates must not
+    // delay a failure); the controller only keeps their watch running.
+    let triage = ctx.triage.clone();
     Controller::for_stream(platform_stream, ctx.stores.platforms.clone())
         .with_config(config)
         .owns_stream(deployment_stream)
         .owns_stream(configmap_stream)
-        .watches_stream(pod_stream, |pod: Pod| {
-            let platform = super::tap::platform_of_pod(&pod)?;
-            Some(ObjectRef::new(&platform.name).within(&platform.namespace))
+        .watches_stream(pod_stream, move |pod: Pod| {
+            if let Some(platform) = super::tap::platform_of_pod(&pod) {
+                triage.push(platform, pod_urgency(&pod));
+            }
+            None::<ObjectRef<Platform>>
         })
-        .reconcile_on(related_rx)
+        .reconcile_on(ctx.triage.clone().releases())
         .reconcile_all_on(ctx.leadership.became_leader())
         .graceful_shutdown_on(shutdown)
         .run(

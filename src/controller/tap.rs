@@ -18,18 +18,18 @@ use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 
-use crate::crd::{Platform, PlatformGroup};
+use crate::crd::{Phase, Platform, PlatformGroup};
 use crate::graph::NodeKey;
 use crate::stack::{dependency_keys, key_of};
 
 use super::build::PLATFORM_LABEL;
 use super::context::Context;
+use super::triage::Urgency;
 
 /// Fans a platform's relevant changes out to its neighbours and groups, and keeps the topology
 /// version current.
 pub struct PlatformTap {
     ctx: Arc<Context>,
-    related_tx: mpsc::UnboundedSender<ObjectRef<Platform>>,
     groups_tx: mpsc::UnboundedSender<ObjectRef<PlatformGroup>>,
     /// What neighbours react to, per platform, as last seen.
     seen: HashMap<NodeKey, u64>,
@@ -42,12 +42,10 @@ pub struct PlatformTap {
 impl PlatformTap {
     pub fn new(
         ctx: Arc<Context>,
-        related_tx: mpsc::UnboundedSender<ObjectRef<Platform>>,
         groups_tx: mpsc::UnboundedSender<ObjectRef<PlatformGroup>>,
     ) -> Self {
         Self {
             ctx,
-            related_tx,
             groups_tx,
             seen: HashMap::new(),
             shapes: HashMap::new(),
@@ -94,8 +92,9 @@ impl PlatformTap {
     }
 
     fn fan_out(&self, platform: &Platform) {
+        let urgency = neighbour_urgency(platform);
         for related in related_platforms(&self.ctx, platform) {
-            let _ = self.related_tx.unbounded_send(related);
+            self.ctx.triage.push(related, urgency);
         }
         for group in groups_of(&self.ctx, platform) {
             let _ = self.groups_tx.unbounded_send(group);
@@ -145,7 +144,6 @@ pub fn platform_of_pod(pod: &Pod) -> Option<NodeKey> {
 /// member together with it, whose status reports the conflict.
 pub struct GroupTap {
     ctx: Arc<Context>,
-    related_tx: mpsc::UnboundedSender<ObjectRef<Platform>>,
     groups_tx: mpsc::UnboundedSender<ObjectRef<PlatformGroup>>,
     /// The generation of each group as last seen (what shapes membership and defaults).
     generations: HashMap<NodeKey, Option<i64>>,
@@ -155,12 +153,10 @@ pub struct GroupTap {
 impl GroupTap {
     pub fn new(
         ctx: Arc<Context>,
-        related_tx: mpsc::UnboundedSender<ObjectRef<Platform>>,
         groups_tx: mpsc::UnboundedSender<ObjectRef<PlatformGroup>>,
     ) -> Self {
         Self {
             ctx,
-            related_tx,
             groups_tx,
             generations: HashMap::new(),
             relisting: HashSet::new(),
@@ -206,9 +202,7 @@ impl GroupTap {
             rivals.extend(rivals_after);
         }
         for member in members {
-            let _ = self
-                .related_tx
-                .unbounded_send(ObjectRef::new(&member.name).within(&member.namespace));
+            self.ctx.triage.push(member, Urgency::Change);
         }
         for rival in rivals {
             let _ = self
@@ -240,7 +234,7 @@ fn group_members(ctx: &Context, group: &NodeKey) -> (BTreeSet<NodeKey>, BTreeSet
 
 /// The dependents and dependencies of `changed` (and, under a start limit, its fellow group
 /// members waiting for a slot).
-fn related_platforms(ctx: &Context, changed: &Platform) -> Vec<ObjectRef<Platform>> {
+fn related_platforms(ctx: &Context, changed: &Platform) -> BTreeSet<NodeKey> {
     let key = key_of(changed);
     let topology = ctx.topology();
     let graph = &topology.graph;
@@ -277,9 +271,39 @@ fn related_platforms(ctx: &Context, changed: &Platform) -> Vec<ObjectRef<Platfor
     }
     related.remove(&key);
     related
-        .into_iter()
-        .map(|k| ObjectRef::new(&k.name).within(&k.namespace))
-        .collect()
+}
+
+/// How urgently a platform's neighbours must look at its change: at once when it failed (its
+/// dependents must stop), in turn otherwise.
+fn neighbour_urgency(changed: &Platform) -> Urgency {
+    let status = changed.status.as_ref();
+    let failed = status.and_then(|s| s.phase) == Some(Phase::Failed)
+        || status
+            .and_then(|s| s.supervision.as_ref())
+            .and_then(super::supervise::failed_reason)
+            .is_some();
+    if failed {
+        Urgency::DependencyFailure
+    } else {
+        Urgency::Change
+    }
+}
+
+/// How urgently a pod's change must be looked at: a pod that is OOM-killed, or not ready, or
+/// waiting (crash loop, image pull, config error) before a healthy pod's routine update.
+pub fn pod_urgency(pod: &Pod) -> Urgency {
+    let health = super::observe::pod_health(pod);
+    let oom_killed = health
+        .last_terminated
+        .as_ref()
+        .is_some_and(|(reason, _)| reason == "OOMKilled");
+    if oom_killed {
+        Urgency::Resource
+    } else if !health.ready || health.waiting.is_some() || health.unschedulable.is_some() {
+        Urgency::Health
+    } else {
+        Urgency::Change
+    }
 }
 
 /// What a platform's neighbours and groups react to: its spec, labels, deletion, restart

@@ -11,18 +11,17 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::channel::mpsc;
 use k8s_openapi::jiff::Timestamp;
-use kube::runtime::reflector::ObjectRef;
 use serde::Deserialize;
 use tokio::sync::watch;
 
-use crate::crd::{CpuMemory, Platform};
+use crate::crd::CpuMemory;
 use crate::graph::NodeKey;
 use crate::stack::effective_settings;
 
 use super::build::PLATFORM_LABEL;
 use super::context::Context;
+use super::triage::Urgency;
 
 /// How often usage is read unless configured, and the fraction of a limit that counts as
 /// exceeded.
@@ -96,7 +95,6 @@ pub async fn poll_usage(
     namespace: Option<String>,
     interval: Duration,
     threshold: f64,
-    queue: mpsc::UnboundedSender<ObjectRef<Platform>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let path = match &namespace {
@@ -136,7 +134,7 @@ pub async fn poll_usage(
                 )
                 .into_keys()
                 .collect();
-                queue_all(&queue, gone.iter());
+                queue_all(&ctx, gone.iter());
                 continue;
             }
         };
@@ -157,16 +155,13 @@ pub async fn poll_usage(
             *table = fresh;
             crossed
         };
-        queue_all(&queue, crossed.iter());
+        queue_all(&ctx, crossed.iter());
     }
 }
 
-fn queue_all<'a>(
-    queue: &mpsc::UnboundedSender<ObjectRef<Platform>>,
-    keys: impl Iterator<Item = &'a NodeKey>,
-) {
+fn queue_all<'a>(ctx: &Context, keys: impl Iterator<Item = &'a NodeKey>) {
     for key in keys {
-        let _ = queue.unbounded_send(ObjectRef::new(&key.name).within(&key.namespace));
+        ctx.triage.push(key.clone(), Urgency::Resource);
     }
 }
 

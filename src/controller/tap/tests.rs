@@ -162,18 +162,17 @@ fn context(platforms: &[Platform], groups: &[PlatformGroup]) -> (Arc<Context>, W
 
 struct Harness {
     tap: PlatformTap,
-    related: mpsc::UnboundedReceiver<ObjectRef<Platform>>,
+    ctx: Arc<Context>,
     groups: mpsc::UnboundedReceiver<ObjectRef<PlatformGroup>>,
 }
 
 impl Harness {
     fn new(ctx: &Arc<Context>) -> Self {
-        let (related_tx, related) = mpsc::unbounded();
         let (groups_tx, groups) = mpsc::unbounded();
-        let tap = PlatformTap::new(ctx.clone(), related_tx, groups_tx);
+        let tap = PlatformTap::new(ctx.clone(), groups_tx);
         Self {
             tap,
-            related,
+            ctx: ctx.clone(),
             groups,
         }
     }
@@ -181,8 +180,9 @@ impl Harness {
     /// Names queued since the last call: (platforms, groups).
     fn queued(&mut self) -> (Vec<String>, Vec<String>) {
         let mut platforms = Vec::new();
-        while let Ok(r) = self.related.try_recv() {
-            platforms.push(r.name);
+        while let Some((platform, _)) = self.ctx.triage.try_release() {
+            self.ctx.triage.finished(&platform);
+            platforms.push(platform.name);
         }
         let mut groups = Vec::new();
         while let Ok(r) = self.groups.try_recv() {
