@@ -98,6 +98,13 @@ const USED: &[(&str, &str, &[&str], &str)] = &[
         "run.rs platform_controller: watched(pods), label pmp.dev/platform (observed only)",
     ),
     (
+        "",
+        "events",
+        &["list", "watch"],
+        "controller/warnings.rs watch_warnings: Warning Events on pods (field selector \
+         involvedObject.kind=Pod,type=Warning), never written",
+    ),
+    (
         "events.k8s.io",
         "events",
         &["create", "patch"],

@@ -126,6 +126,8 @@ pub struct Context {
     pub usage_threshold: f64,
     /// Reconciles asked for by the platforms' surroundings, most urgent first.
     pub triage: Arc<super::triage::Triage>,
+    /// Recent Warning Events on the platforms' pods.
+    pub warnings: super::warnings::Warnings,
     topology: Mutex<Option<(u64, Arc<Topology>)>>,
     /// Bumped by the watch taps whenever a change can reshape the topology.
     topology_version: AtomicU64,
@@ -171,6 +173,7 @@ impl Context {
             usage: Default::default(),
             usage_threshold: super::usage::DEFAULT_USAGE_THRESHOLD,
             triage,
+            warnings: Default::default(),
             topology: Mutex::new(None),
             topology_version: AtomicU64::new(1),
             pod_index: Mutex::new(HashMap::new()),
@@ -188,6 +191,7 @@ impl Context {
     /// Forgets everything kept about a deleted platform.
     pub fn forget(&self, key: &NodeKey) {
         self.own_writes.forget(key);
+        self.warnings.forget(key);
         self.release_slot(key);
         self.pod_index
             .lock()

@@ -39,6 +39,7 @@ mod tap;
 pub mod triage;
 mod trim;
 pub mod usage;
+pub mod warnings;
 
 pub use clock::{Clock, SystemClock};
 pub use context::{Context, Stores, TableSizes, Topology};

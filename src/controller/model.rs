@@ -189,6 +189,8 @@ pub struct Observed {
     pub usage_known: Option<bool>,
     /// The fraction of a limit that counts as exceeded.
     pub usage_threshold: f64,
+    /// Recent Warning Events on its pods (evidence of what supervision finds).
+    pub warnings: Vec<super::warnings::PodWarning>,
 }
 
 #[cfg(test)]
@@ -215,6 +217,7 @@ impl Observed {
             usage: None,
             usage_known: None,
             usage_threshold: super::usage::DEFAULT_USAGE_THRESHOLD,
+            warnings: Vec::new(),
         }
     }
 }

@@ -67,8 +67,9 @@ pub fn observe(ctx: &Context, platform: &Platform, key: &NodeKey) -> Observed {
         }
     });
 
+    let now = whole_seconds(ctx.clock.now());
     Observed {
-        now: whole_seconds(ctx.clock.now()),
+        now,
         key: key.clone(),
         platform: platform.clone(),
         settings,
@@ -86,6 +87,7 @@ pub fn observe(ctx: &Context, platform: &Platform, key: &NodeKey) -> Observed {
         usage: ctx.usage.sample(key),
         usage_known: ctx.usage.available(),
         usage_threshold: ctx.usage_threshold,
+        warnings: ctx.warnings.recent(key, now),
     }
 }
 

@@ -30,6 +30,7 @@ use super::leader::Leadership;
 use super::tap::{GroupTap, PlatformTap, observe_deployment, observe_pod, pod_urgency};
 use super::triage::Triage;
 use super::usage::{DEFAULT_USAGE_INTERVAL, DEFAULT_USAGE_THRESHOLD, poll_usage};
+use super::warnings::watch_warnings;
 use super::{group, platform, trim};
 
 /// How the operator runs.
@@ -161,6 +162,12 @@ impl Operator {
             config.usage_threshold,
             shutdown_rx.clone(),
         );
+        let warnings = watch_warnings(
+            ctx.clone(),
+            client.clone(),
+            config.namespace.clone(),
+            shutdown_rx.clone(),
+        );
         let controller_config = ControllerConfig::default().concurrency(config.concurrency);
         let namespace = config.namespace.as_deref();
 
@@ -229,6 +236,7 @@ impl Operator {
             tokio::spawn(publisher),
             tokio::spawn(alert_delivery),
             tokio::spawn(usage_poll),
+            tokio::spawn(warnings),
         ];
         Operator {
             ctx,

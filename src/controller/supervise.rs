@@ -228,6 +228,14 @@ pub fn detect(observed: &Observed) -> Detection {
             earliest(&mut detection.look_again_at, due);
         }
     }
+    // What the kubelet and the scheduler said about the pods backs every finding.
+    for finding in &mut detection.findings {
+        for warning in &observed.warnings {
+            if finding.evidence.len() < 10 {
+                finding.evidence.push(warning.describe());
+            }
+        }
+    }
     detection
 }
 

@@ -117,6 +117,11 @@ writes, src/api/ for the REST API); tests/real_rbac.rs checks them against a rea
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list", "watch"]
+# Supervision: the Warning Events on the platforms' pods (Unhealthy, BackOff, OOMKilling,
+# FailedScheduling, ...), watched with a field selector; never written.
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["list", "watch"]
 # Audit trail and reconcile errors: kube-runtime's Recorder creates events.k8s.io/v1 Events
 # and patches a repeated one's series. Core (v1) Events are not written.
 - apiGroups: ["events.k8s.io"]

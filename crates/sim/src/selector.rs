@@ -161,7 +161,9 @@ impl FieldSelector {
             let field = field.trim();
             let supported = matches!(field, "metadata.name" | "metadata.namespace")
                 || (kind == "Pod" && matches!(field, "status.phase" | "spec.nodeName"))
-                || (kind == "Event" && field.starts_with("involvedObject."));
+                || (kind == "Event"
+                    && (field.starts_with("involvedObject.")
+                        || matches!(field, "type" | "reason" | "reportingComponent")));
             if !supported {
                 return Err(ApiError::bad_request(format!(
                     "field label not supported: {field}"
@@ -215,5 +217,18 @@ mod tests {
     fn rejects_garbage() {
         assert!(LabelSelector::parse("a in b").is_err());
         assert!(FieldSelector::parse("spec.foo=bar", "ConfigMap").is_err());
+    }
+
+    #[test]
+    fn events_select_by_kind_of_involved_object_and_type_as_on_a_real_server() {
+        let selector =
+            FieldSelector::parse("involvedObject.kind=Pod,type=Warning", "Event").expect("valid");
+        let event = |kind: &str, type_: &str| {
+            json!({"involvedObject": {"kind": kind, "name": "a-1"}, "type": type_, "reason": "Unhealthy"})
+        };
+        assert!(selector.matches_object(&event("Pod", "Warning")));
+        assert!(!selector.matches_object(&event("Pod", "Normal")));
+        assert!(!selector.matches_object(&event("ReplicaSet", "Warning")));
+        assert!(FieldSelector::parse("type=Warning", "Pod").is_err());
     }
 }
