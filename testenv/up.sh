@@ -9,17 +9,26 @@
 #   unprivileged.kubeconfig  pmp-unprivileged: authenticated, no RBAC bindings
 #   pids                     "NAME PID EXE" per process, read by down.sh
 #   logs/NAME.log            each process's output
+#   control-plane.env        the components' client limits (KEY=VALUE), for the benchmark
 #   run/                     PKI, component kubeconfigs, etcd's data directory
 #
 # Environment: TESTENV_PORT (kube-apiserver, default 16443), TESTENV_ETCD_PORT (default 23790;
 # peers on +1), TESTENV_KCM_PORT / TESTENV_SCHED_PORT (health ports, default TESTENV_PORT+1/+2),
-# TESTENV_TIMEOUT (seconds to wait for each step, default 120).
+# TESTENV_TIMEOUT (seconds to wait for each step, default 120). The controllers' client limits:
+# TESTENV_KCM_QPS (controller-manager --kube-api-qps and -burst, default 2000), TESTENV_KCM_SYNCS
+# (--concurrent-deployment-syncs and --concurrent-replicaset-syncs, default 50),
+# TESTENV_SCHED_QPS (scheduler --kube-api-qps and -burst, default 2000); written to
+# control-plane.env, which the real-cluster benchmark reports.
 set -euo pipefail
 
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 timeout_s="${TESTENV_TIMEOUT:-120}"
+kcm_qps="${TESTENV_KCM_QPS:-2000}"
+kcm_syncs="${TESTENV_KCM_SYNCS:-50}"
+sched_qps="${TESTENV_SCHED_QPS:-2000}"
+apiserver_inflight=2000 apiserver_mutating_inflight=1000
 pids_file="$state_dir/pids"
 admin_kubeconfig="$state_dir/kubeconfig"
 log_dir="$state_dir/logs"
@@ -183,8 +192,8 @@ start kube-apiserver "$bin/kube-apiserver" \
   --proxy-client-key-file="$pki/front-proxy.key" \
   --allow-privileged=true \
   --profiling=false \
-  --max-requests-inflight=2000 \
-  --max-mutating-requests-inflight=1000
+  --max-requests-inflight="$apiserver_inflight" \
+  --max-mutating-requests-inflight="$apiserver_mutating_inflight"
 
 wait_for "kube-apiserver /readyz" "$kubectl" --kubeconfig "$pki/admin.kubeconfig" get --raw /readyz
 readyz_after="$(elapsed)"
@@ -195,6 +204,20 @@ say "kube-apiserver ready at $server after $readyz_after"
 # gives every controller its own ServiceAccount; --root-ca-file and the private key let the
 # token controllers issue working ServiceAccount tokens. All controllers run ('*'), among them
 # node-lifecycle, which lifts the node.kubernetes.io/not-ready taint once kwok reports Ready.
+# Client limits well above the defaults (controller-manager 20 QPS and 5 deployment/replicaset
+# workers, scheduler 50 QPS): with those, thousands of Deployments at once wait on the
+# controllers, and a benchmark would measure their throttles rather than the operator.
+cat >"$state_dir/control-plane.env" <<EOF
+# The test control plane's client limits (testenv/up.sh: TESTENV_KCM_QPS, TESTENV_KCM_SYNCS, TESTENV_SCHED_QPS)
+KCM_KUBE_API_QPS=$kcm_qps
+KCM_KUBE_API_BURST=$kcm_qps
+KCM_CONCURRENT_DEPLOYMENT_SYNCS=$kcm_syncs
+KCM_CONCURRENT_REPLICASET_SYNCS=$kcm_syncs
+SCHEDULER_KUBE_API_QPS=$sched_qps
+SCHEDULER_KUBE_API_BURST=$sched_qps
+APISERVER_MAX_REQUESTS_INFLIGHT=$apiserver_inflight
+APISERVER_MAX_MUTATING_REQUESTS_INFLIGHT=$apiserver_mutating_inflight
+EOF
 start kube-controller-manager "$bin/kube-controller-manager" \
   --kubeconfig="$pki/controller-manager.kubeconfig" \
   --authentication-kubeconfig="$pki/controller-manager.kubeconfig" \
@@ -208,8 +231,10 @@ start kube-controller-manager "$bin/kube-controller-manager" \
   --service-account-private-key-file="$pki/sa.key" \
   --cluster-signing-cert-file="$pki/ca.crt" \
   --cluster-signing-key-file="$pki/ca.key" \
-  --kube-api-qps=2000 \
-  --kube-api-burst=2000
+  --kube-api-qps="$kcm_qps" \
+  --kube-api-burst="$kcm_qps" \
+  --concurrent-deployment-syncs="$kcm_syncs" \
+  --concurrent-replicaset-syncs="$kcm_syncs"
 
 start kube-scheduler "$bin/kube-scheduler" \
   --kubeconfig="$pki/scheduler.kubeconfig" \
@@ -217,7 +242,9 @@ start kube-scheduler "$bin/kube-scheduler" \
   --authorization-kubeconfig="$pki/scheduler.kubeconfig" \
   --bind-address=127.0.0.1 \
   --secure-port="$TESTENV_SCHED_PORT" \
-  --leader-elect=false
+  --leader-elect=false \
+  --kube-api-qps="$sched_qps" \
+  --kube-api-burst="$sched_qps"
 
 # --- kwok: the fake kubelet ------------------------------------------------------------------------
 # Manages only nodes annotated kwok.x-k8s.io/node=fake. Stages: kwok's own node-initialize,
