@@ -1,11 +1,14 @@
 //! `platform-sandbox bench startup`: the operator bringing up a layered stack in the simulated
 //! cluster, measured from the simulator's write history. By default the operator is the
 //! `platform-operator` binary in a process of its own (so that its memory, CPU and connections
-//! are measured alone); `--in-process` runs it inside the benchmark instead.
+//! are measured alone); `--in-process` runs it inside the benchmark instead. [`real`] runs the
+//! same stack against a real control plane, beside a baseline without the operator.
 
 mod process;
+mod real;
 
 pub use process::{OperatorProcess, ProcessSamples};
+pub use real::{ControlPlane, RealBench, RealError, RealReport, run_real_bench};
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -107,7 +110,7 @@ pub async fn run_startup_bench(bench: &StartupBench) -> Result<StartupReport, Be
         ..SandboxConfig::default()
     })
     .await?;
-    let stack = layered_stack(bench);
+    let stack = layered_stack(bench.platforms, bench.depth, bench.fan_in, bench.seed);
     create_all(&sandbox, &stack, bench.ready_after).await?;
 
     let begin = Instant::now();
@@ -284,9 +287,14 @@ fn operator_hops_on(
 
 /// `depth` layers of about `platforms / depth` platforms; each depends on up to `fan_in`
 /// platforms of the layer before (deterministic from the seed).
-fn layered_stack(bench: &StartupBench) -> Vec<(String, Vec<String>)> {
-    let depth = bench.depth.max(1);
-    let mut rng = bench.seed | 1;
+fn layered_stack(
+    platforms: usize,
+    depth: usize,
+    fan_in: usize,
+    seed: u64,
+) -> Vec<(String, Vec<String>)> {
+    let depth = depth.max(1);
+    let mut rng = seed | 1;
     let mut next = move || {
         rng ^= rng << 13;
         rng ^= rng >> 7;
@@ -294,7 +302,7 @@ fn layered_stack(bench: &StartupBench) -> Vec<(String, Vec<String>)> {
         rng
     };
     let mut layers: Vec<Vec<String>> = vec![Vec::new(); depth];
-    for i in 0..bench.platforms.max(depth) {
+    for i in 0..platforms.max(depth) {
         layers[i % depth].push(format!("p{:02}-{i:05}", i % depth));
     }
     let mut stack = Vec::new();
@@ -303,7 +311,7 @@ fn layered_stack(bench: &StartupBench) -> Vec<(String, Vec<String>)> {
             let mut deps = Vec::new();
             if level > 0 {
                 let previous = &layers[level - 1];
-                for _ in 0..bench.fan_in.max(1) {
+                for _ in 0..fan_in.max(1) {
                     let pick = previous[(next() % previous.len() as u64) as usize].clone();
                     if !deps.contains(&pick) {
                         deps.push(pick);

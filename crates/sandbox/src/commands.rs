@@ -23,6 +23,10 @@ use platform_sandbox::{Display, DisplayMode, Sandbox, SandboxConfig};
 
 use crate::fail;
 
+mod real;
+
+pub use real::{TableArgs, bench_table};
+
 #[derive(Args)]
 pub struct SandboxArgs {
     /// Manifest files or directories to load.
@@ -92,6 +96,10 @@ pub struct StartupArgs {
     /// Also write the report as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Run against the real control plane of this kubeconfig (`target/testenv/kubeconfig`)
+    /// instead of the simulator, beside a baseline without the operator.
+    #[arg(long, conflicts_with_all = ["in_process", "speed"])]
+    kubeconfig: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -289,6 +297,9 @@ async fn stop_everything(sandbox: &Sandbox) -> Result<(), String> {
 }
 
 pub fn bench_startup(args: StartupArgs) -> ExitCode {
+    if let Some(kubeconfig) = args.kubeconfig.clone() {
+        return real::bench_startup(args, kubeconfig);
+    }
     logging::init(LogFormat::Text, "error");
     let runtime = match runtime() {
         Ok(runtime) => runtime,
@@ -297,22 +308,10 @@ pub fn bench_startup(args: StartupArgs) -> ExitCode {
     let operator = if args.in_process {
         None
     } else {
-        let Some(binary) = args
-            .operator_binary
-            .clone()
-            .or_else(OperatorProcess::beside_current_exe)
-        else {
-            return fail(
-                "no platform-operator binary beside this one: build it (cargo build --release \
-                 -p platform-operator), pass --operator-binary, or use --in-process",
-            );
-        };
-        Some(OperatorProcess {
-            binary,
-            kube_qps: args.kube_qps,
-            kube_burst: args.kube_burst,
-            concurrency: args.concurrency,
-        })
+        match operator_process(&args) {
+            Ok(operator) => Some(operator),
+            Err(code) => return code,
+        }
     };
     let bench = StartupBench {
         platforms: args.platforms,
@@ -374,6 +373,26 @@ pub fn bench_startup(args: StartupArgs) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// The `platform-operator` process to measure, as the flags say.
+fn operator_process(args: &StartupArgs) -> Result<OperatorProcess, ExitCode> {
+    let Some(binary) = args
+        .operator_binary
+        .clone()
+        .or_else(OperatorProcess::beside_current_exe)
+    else {
+        return Err(fail(
+            "no platform-operator binary beside this one: build it (cargo build --release \
+             -p platform-operator), pass --operator-binary, or use --in-process",
+        ));
+    };
+    Ok(OperatorProcess {
+        binary,
+        kube_qps: args.kube_qps,
+        kube_burst: args.kube_burst,
+        concurrency: args.concurrency,
+    })
 }
 
 pub fn bench_graph(args: GraphArgs) -> ExitCode {

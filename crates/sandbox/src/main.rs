@@ -32,9 +32,13 @@ enum Command {
 enum Bench {
     /// Validate and compute the waves of a random DAG.
     Graph(commands::GraphArgs),
-    /// Bring up a layered stack in the simulated cluster and measure gating latency,
-    /// convergence against the critical path, writes and memory.
+    /// Bring up a layered stack in the simulated cluster (or with `--kubeconfig` a real
+    /// control plane, beside a layer-by-layer baseline) and measure gating latency,
+    /// convergence, writes and memory.
     Startup(commands::StartupArgs),
+    /// Print real-cluster startup reports (`bench startup --kubeconfig ... --json FILE`) side
+    /// by side.
+    Table(commands::TableArgs),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +50,9 @@ fn main() -> ExitCode {
         Command::Bench {
             bench: Bench::Startup(args),
         } => commands::bench_startup(args),
+        Command::Bench {
+            bench: Bench::Table(args),
+        } => commands::bench_table(args),
     }
 }
 

@@ -30,10 +30,23 @@ impl OperatorProcess {
     }
 
     pub fn spawn(&self, kubeconfig: &Path, log: &Path) -> std::io::Result<Child> {
+        self.spawn_with(kubeconfig, log, "127.0.0.1:0", &[])
+    }
+
+    /// As [`Self::spawn`], with the probe server (which serves `/metrics`) on `probe_addr` and
+    /// more `run` flags.
+    pub fn spawn_with(
+        &self,
+        kubeconfig: &Path,
+        log: &Path,
+        probe_addr: &str,
+        extra: &[&str],
+    ) -> std::io::Result<Child> {
         let log = std::fs::File::create(log)?;
         Command::new(&self.binary)
-            .args(["run", "--log-format", "text", "--probe-addr", "127.0.0.1:0"])
+            .args(["run", "--log-format", "text", "--probe-addr", probe_addr])
             .args(["--api-addr", "127.0.0.1:0"])
+            .args(extra)
             .args(["--kube-qps", &self.kube_qps.to_string()])
             .args(["--kube-burst", &self.kube_burst.to_string()])
             .args(["--concurrency", &self.concurrency.to_string()])
