@@ -108,13 +108,23 @@ async fn under_a_storm_of_routine_pod_updates_a_failure_and_its_cascade_go_first
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 
-    // db's next pods are OOM-killed soon after they are ready; the default reaction stops it
-    // (Failed), and api, which depends on it, stops by cascade.
-    env.patch_spec(
-        "db",
-        json!({"podAnnotations": {"sim.pmp.dev/oom-after": "1s"}}),
-    )
-    .await;
+    // db's pod is OOM-killed (its script says so from now on); the default reaction stops
+    // db (Failed), and api, which depends on it, stops by cascade.
+    let pods: Api<Pod> = Api::namespaced(env.client(), env.namespace());
+    let db_pods = pods
+        .list(&ListParams::default().labels("pmp.dev/platform=db"))
+        .await
+        .expect("db's pods");
+    for pod in db_pods.items {
+        let patch = json!({"metadata": {"annotations": {"sim.pmp.dev/oom-after": "1ms"}}});
+        pods.patch(
+            &pod.metadata.name.unwrap_or_default(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .expect("db's pod patched");
+    }
     let stopped = env
         .wait_for("db Failed and api Stopped", Duration::from_secs(120), |p| {
             p.get("db").and_then(phase) == Some(Phase::Failed)
@@ -128,7 +138,10 @@ async fn under_a_storm_of_routine_pod_updates_a_failure_and_its_cascade_go_first
     let urgent = triage.urgent_releases();
     if std::env::var_os("PMP_TRIAGE_DEBUG").is_some() {
         let page = env.operator().context().metrics.render(std::iter::empty());
-        for line in page.lines().filter(|l| l.contains("trigger") || l.contains("reconciles_total")) {
+        for line in page
+            .lines()
+            .filter(|l| l.contains("trigger") || l.contains("reconciles_total"))
+        {
             eprintln!("{line}");
         }
     }

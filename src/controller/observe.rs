@@ -108,10 +108,14 @@ pub fn pod_health(pod: &Pod) -> PodHealth {
         let reason = waiting.reason.clone()?;
         Some((reason, waiting.message.clone().unwrap_or_default()))
     });
+    // A container is terminated (state) until the kubelet restarts it, then the termination
+    // is its last state: either way it has happened, and an OOM kill is acted on at once
+    // rather than after the restart back-off.
     let last_terminated = containers
         .iter()
-        .filter_map(|c| {
-            let terminated = c.last_state.as_ref()?.terminated.as_ref()?;
+        .flat_map(|c| [c.state.as_ref(), c.last_state.as_ref()])
+        .filter_map(|state| {
+            let terminated = state?.terminated.as_ref()?;
             let reason = terminated
                 .reason
                 .clone()
@@ -242,3 +246,6 @@ fn annotation(platform: &Platform, key: &str) -> Option<String> {
 pub(crate) fn whole_seconds(now: Timestamp) -> Timestamp {
     Timestamp::from_second(now.as_second()).unwrap_or(now)
 }
+
+#[cfg(test)]
+mod tests;

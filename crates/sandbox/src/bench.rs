@@ -6,6 +6,7 @@
 
 mod process;
 mod real;
+pub mod storm;
 
 pub use process::{OperatorProcess, ProcessSamples};
 pub use real::{ControlPlane, RealBench, RealError, RealReport, run_real_bench};

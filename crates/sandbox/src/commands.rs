@@ -24,8 +24,10 @@ use platform_sandbox::{Display, DisplayMode, Sandbox, SandboxConfig};
 use crate::fail;
 
 mod real;
+mod storm;
 
 pub use real::{TableArgs, bench_table};
+pub use storm::{StormArgs, bench_storm};
 
 #[derive(Args)]
 pub struct SandboxArgs {

@@ -94,11 +94,20 @@ impl Sandbox {
 
     /// Starts the operator (watching all namespaces), with the simulator's clock.
     pub fn start_operator(&mut self) -> Result<&Operator, SimError> {
-        let config = OperatorConfig {
+        self.start_operator_with(|_| {})
+    }
+
+    /// Starts the operator with its configuration adjusted by `adjust`.
+    pub fn start_operator_with(
+        &mut self,
+        adjust: impl FnOnce(&mut OperatorConfig),
+    ) -> Result<&Operator, SimError> {
+        let mut config = OperatorConfig {
             clock: Arc::new(OperatorClock(self.cluster.clock().clone())),
             instance: Some("sandbox".into()),
             ..OperatorConfig::default()
         };
+        adjust(&mut config);
         let operator = Operator::start(self.cluster.try_client()?, config);
         Ok(self.operator.insert(operator))
     }

@@ -39,6 +39,9 @@ enum Bench {
     /// Print real-cluster startup reports (`bench startup --kubeconfig ... --json FILE`) side
     /// by side.
     Table(commands::TableArgs),
+    /// A dependency failure under a storm of routine pod updates: how soon the operator acts
+    /// on it and stops its dependents.
+    Storm(commands::StormArgs),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +56,9 @@ fn main() -> ExitCode {
         Command::Bench {
             bench: Bench::Table(args),
         } => commands::bench_table(args),
+        Command::Bench {
+            bench: Bench::Storm(args),
+        } => commands::bench_storm(args),
     }
 }
 
