@@ -8,6 +8,17 @@
 //! the watch on its Platforms, from `/proc/<pid>`, and from its own `/metrics`
 //! (`pmp_kube_requests_total`, [`scrape`]).
 
+/// Progress and warnings on stderr, with the seconds since the benchmark began.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        eprintln!(
+            "[{:>6.1} s] {}",
+            crate::bench::real::STARTED.elapsed().as_secs_f64(),
+            format_args!($($arg)*)
+        )
+    };
+}
+
 mod baseline;
 mod cluster;
 mod operator_run;
@@ -15,7 +26,8 @@ mod scrape;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +41,9 @@ const PAUSE: Duration = Duration::from_secs(5);
 /// The longest wait for a namespace (the baseline's, an earlier run's) to be gone before a
 /// measured run.
 const NAMESPACE_DELETION: Duration = Duration::from_secs(600);
+
+/// When the benchmark began (progress lines count from there).
+static STARTED: LazyLock<Instant> = LazyLock::new(Instant::now);
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -194,10 +209,11 @@ impl RealError {
 
 /// Runs the baseline, then the operator; progress goes to stderr.
 pub async fn run_real_bench(bench: &RealBench) -> Result<RealReport, RealError> {
+    LazyLock::force(&STARTED);
     let client = cluster::connect(&bench.kubeconfig).await?;
     let control_plane = ControlPlane::read_beside(&bench.kubeconfig);
     if control_plane.is_none() {
-        eprintln!(
+        say!(
             "warning: no control-plane.env beside {}: the control plane's client settings are \
              unknown (testenv/up.sh writes it)",
             bench.kubeconfig.display()
@@ -210,28 +226,30 @@ pub async fn run_real_bench(bench: &RealBench) -> Result<RealReport, RealError> 
     let timeout = critical * 10 + Duration::from_secs(300);
     let ready_after = bench.ready_after_value();
 
-    eprintln!(
+    say!(
         "baseline: {} deployments in {} layers, layer by layer...",
         stack.len(),
         bench.depth
     );
     let namespace = cluster::BenchNamespace::create(&client, "baseline").await?;
     let baseline = baseline::run(&client, &namespace.name, &stack, &ready_after, timeout).await;
+    if let Ok(took) = &baseline {
+        say!(
+            "baseline converged in {:.0} ms",
+            took.as_secs_f64() * 1000.0
+        );
+    }
     namespace.delete_and_wait(&client, NAMESPACE_DELETION).await;
     let baseline = baseline?;
-    eprintln!(
-        "baseline converged in {:.0} ms",
-        baseline.as_secs_f64() * 1000.0
-    );
     tokio::time::sleep(PAUSE).await;
 
-    eprintln!("operator: {} platforms...", stack.len());
+    say!("operator: {} platforms...", stack.len());
     let namespace = cluster::BenchNamespace::create(&client, "operator").await?;
     let run = operator_run::run(&client, &namespace.name, bench, &stack, timeout).await;
     namespace.release(&client).await;
     let run = run?;
     if run.requests.by_class.is_empty() {
-        eprintln!(
+        say!(
             "warning: none of the operator's /metrics pages could be read ({} tries): its \
              request counts are missing",
             run.requests.failed_scrapes

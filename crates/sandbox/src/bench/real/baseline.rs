@@ -153,7 +153,7 @@ async fn wait_layer_ready(
                 return Ok(());
             }
             Ok(_) => {}
-            Err(error) => eprintln!("warning: baseline list of layer {level}: {error}"),
+            Err(error) => say!("warning: baseline list of layer {level}: {error}"),
         }
         if Instant::now() > deadline {
             return Err(RealError::Timeout {

@@ -59,7 +59,7 @@ pub(super) async fn wait_for_earlier_runs(client: &Client, timeout: Duration) {
             .is_some_and(|phase| phase == "Terminating")
     };
     for namespace in list.items.iter().filter(|n| !is_terminating(n)) {
-        eprintln!(
+        say!(
             "warning: namespace {0} is left from an earlier benchmark run; \
              delete it with: kubectl delete namespace {0}",
             namespace.name_any()
@@ -69,13 +69,13 @@ pub(super) async fn wait_for_earlier_runs(client: &Client, timeout: Duration) {
     if terminating == 0 {
         return;
     }
-    eprintln!("waiting for {terminating} namespaces of earlier runs to be deleted...");
+    say!("waiting for {terminating} namespaces of earlier runs to be deleted...");
     let all_gone = || async {
         let list = api.list(&params).await.ok()?;
         (!list.items.iter().any(is_terminating)).then_some(())
     };
     if let Err(error) = poll("earlier runs' namespaces deleted", timeout, all_gone).await {
-        eprintln!("warning: {error}; going on while they terminate");
+        say!("warning: {error}; going on while they terminate");
     }
 }
 
@@ -149,6 +149,10 @@ impl BenchNamespace {
     /// the next run must not share the node's pod capacity or the controllers with this one.
     pub async fn delete_and_wait(self, client: &Client, timeout: Duration) {
         let api: Api<Namespace> = Api::all(client.clone());
+        say!(
+            "deleting namespace {} and waiting until it is gone...",
+            self.name
+        );
         if !self.delete(client).await {
             return;
         }
@@ -160,12 +164,12 @@ impl BenchNamespace {
         };
         let began = Instant::now();
         match poll(&format!("namespace {} deleted", self.name), timeout, gone).await {
-            Ok(()) => eprintln!(
+            Ok(()) => say!(
                 "namespace {} deleted in {:.1} s",
                 self.name,
                 began.elapsed().as_secs_f64()
             ),
-            Err(error) => eprintln!("warning: {error}; going on while it terminates"),
+            Err(error) => say!("warning: {error}; going on while it terminates"),
         }
     }
 
@@ -182,13 +186,14 @@ impl BenchNamespace {
                 .map(|p| p.name_any())
                 .collect::<Vec<_>>(),
             Err(error) => {
-                eprintln!(
+                say!(
                     "warning: failed to list the platforms of {}: {error}",
                     self.name
                 );
                 Vec::new()
             }
         };
+        say!("removing the finalizers of {} platforms...", names.len());
         let patch = json!({"metadata": {"finalizers": null}});
         let failed = futures::stream::iter(names.iter().map(|name| {
             let (api, patch) = (api.clone(), patch.clone());
@@ -204,17 +209,19 @@ impl BenchNamespace {
         .count()
         .await;
         if failed > 0 {
-            eprintln!(
+            say!(
                 "warning: {failed} platforms of {} kept their finalizer; the namespace may stay \
                  Terminating (kubectl patch platforms.pmp.dev -n {} NAME --type=merge -p \
                  '{{\"metadata\":{{\"finalizers\":null}}}}')",
-                self.name, self.name
+                self.name,
+                self.name
             );
         }
         if self.delete(client).await {
-            eprintln!(
+            say!(
                 "namespace {} is being deleted in the background (kubectl get namespace {})",
-                self.name, self.name
+                self.name,
+                self.name
             );
         }
     }
@@ -225,7 +232,7 @@ impl BenchNamespace {
         match api.delete(&self.name, &DeleteParams::background()).await {
             Ok(_) => true,
             Err(error) => {
-                eprintln!(
+                say!(
                     "warning: failed to delete namespace {0}: {error}; delete it with: \
                      kubectl delete namespace {0}",
                     self.name

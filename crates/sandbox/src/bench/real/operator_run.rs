@@ -75,6 +75,12 @@ pub(super) async fn run(
         .spawn_with(kubeconfig, &log, &probe_addr, &["--namespace", namespace])
         .map_err(RealError::Spawn)?;
     let start = Instant::now();
+    say!(
+        "{} platforms created in {:.1} s; operator started (pid {}, /metrics on {probe_addr})",
+        stack.len(),
+        created_in.as_secs_f64(),
+        child.id()
+    );
     let sampler = Sampler::start(child.id(), || 0);
     let scraper = Scraper::start(port);
 
@@ -86,6 +92,10 @@ pub(super) async fn run(
         timeout,
     )
     .await;
+    if let Ok(last_ready) = &converged {
+        let took = last_ready.saturating_duration_since(start).as_secs_f64();
+        say!("all {} platforms Ready after {:.1} s", stack.len(), took);
+    }
     let settled = converged.as_ref().map_or(start, |at| *at + AT_REST);
     while converged.is_ok() && Instant::now() < settled {
         match tokio::time::timeout_at(settled.into(), events.next()).await {
@@ -100,7 +110,7 @@ pub(super) async fn run(
     let _ = child.wait();
     if converged.is_err() {
         // What the operator did until then, for a look at why it did not converge.
-        eprintln!(
+        say!(
             "operator until the failure: {} requests by class {:?}, {:.1} CPU-s, peak RSS {:.0} \
              MiB; {} platform writes; its log: {}",
             requests.total(),
@@ -182,7 +192,7 @@ async fn wait_all_ready(
         let wake = deadline.min(Instant::now() + Duration::from_secs(1));
         match tokio::time::timeout_at(wake.into(), events.next()).await {
             Ok(Some(Ok(event))) => tally.observe(event),
-            Ok(Some(Err(error))) => eprintln!("warning: platform watch: {error}"),
+            Ok(Some(Err(error))) => say!("warning: platform watch: {error}"),
             Ok(None) => return Err(RealError::WatchEnded),
             Err(_) => {}
         }
@@ -215,7 +225,7 @@ async fn next(
     loop {
         match tokio::time::timeout_at(deadline.into(), events.next()).await {
             Ok(Some(Ok(event))) => return Ok(event),
-            Ok(Some(Err(error))) => eprintln!("warning: platform watch: {error}"),
+            Ok(Some(Err(error))) => say!("warning: platform watch: {error}"),
             Ok(None) => return Err(RealError::WatchEnded),
             Err(_) => {
                 let what = "the platforms listed".to_string();
