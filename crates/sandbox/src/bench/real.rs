@@ -24,7 +24,7 @@ mod cluster;
 mod operator_run;
 mod scrape;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
@@ -81,6 +81,12 @@ pub struct RealReport {
     pub converge_ms: f64,
     /// The baseline's first create to its last layer ready.
     pub baseline_converge_ms: f64,
+    /// When the last platform of each layer was Ready, from the operator's start.
+    #[serde(default)]
+    pub layer_ready_ms: Vec<f64>,
+    /// When the baseline saw each layer ready, from its first create.
+    #[serde(default)]
+    pub baseline_layer_ready_ms: Vec<f64>,
     pub ratio_operator_to_baseline: f64,
     /// Creating the Platforms, before the operator starts (not in `converge_ms`).
     pub create_ms: f64,
@@ -174,6 +180,28 @@ impl ControlPlane {
     }
 }
 
+/// The stack's names by layer: a platform without dependencies is in layer 0, any other one
+/// layer after its deepest dependency.
+fn layers(stack: &[(String, Vec<String>)]) -> Vec<Vec<&str>> {
+    let mut level_of: HashMap<&str, usize> = HashMap::new();
+    let mut layers: Vec<Vec<&str>> = Vec::new();
+    // `layered_stack` lists every platform after its dependencies.
+    for (name, deps) in stack {
+        let level = deps
+            .iter()
+            .filter_map(|d| level_of.get(d.as_str()))
+            .map(|l| l + 1)
+            .max()
+            .unwrap_or(0);
+        level_of.insert(name, level);
+        if layers.len() <= level {
+            layers.resize_with(level + 1, Vec::new);
+        }
+        layers[level].push(name);
+    }
+    layers
+}
+
 /// Why the benchmark could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum RealError {
@@ -232,20 +260,25 @@ pub async fn run_real_bench(bench: &RealBench) -> Result<RealReport, RealError> 
         bench.depth
     );
     let namespace = cluster::BenchNamespace::create(&client, "baseline").await?;
-    let baseline = baseline::run(&client, &namespace.name, &stack, &ready_after, timeout).await;
-    if let Ok(took) = &baseline {
+    let layers = layers(&stack);
+    let baseline = baseline::run(&client, &namespace.name, &layers, &ready_after, timeout).await;
+    let baseline = baseline.map(|ready| {
+        let took = ready.last().copied().unwrap_or_default();
+        (took, ready)
+    });
+    if let Ok((took, _)) = &baseline {
         say!(
             "baseline converged in {:.0} ms",
             took.as_secs_f64() * 1000.0
         );
     }
     namespace.delete_and_wait(&client, NAMESPACE_DELETION).await;
-    let baseline = baseline?;
+    let (baseline, baseline_layer_ready) = baseline?;
     tokio::time::sleep(PAUSE).await;
 
     say!("operator: {} platforms...", stack.len());
     let namespace = cluster::BenchNamespace::create(&client, "operator").await?;
-    let run = operator_run::run(&client, &namespace.name, bench, &stack, timeout).await;
+    let run = operator_run::run(&client, &namespace.name, bench, &stack, &layers, timeout).await;
     namespace.release(&client).await;
     let run = run?;
     if run.requests.by_class.is_empty() {
@@ -267,6 +300,8 @@ pub async fn run_real_bench(bench: &RealBench) -> Result<RealReport, RealError> 
         critical_path_ms: ms(critical),
         converge_ms: ms(run.converge),
         baseline_converge_ms: ms(baseline),
+        layer_ready_ms: run.layer_ready.iter().copied().map(ms).collect(),
+        baseline_layer_ready_ms: baseline_layer_ready.into_iter().map(ms).collect(),
         ratio_operator_to_baseline: if baseline.is_zero() {
             0.0
         } else {
@@ -294,6 +329,20 @@ pub async fn run_real_bench(bench: &RealBench) -> Result<RealReport, RealError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn layers_follow_the_deepest_dependency() {
+        let stack: Vec<(String, Vec<String>)> = [
+            ("a", vec![]),
+            ("b", vec![]),
+            ("c", vec!["a"]),
+            ("d", vec!["b", "c"]),
+        ]
+        .into_iter()
+        .map(|(n, d)| (n.to_string(), d.into_iter().map(String::from).collect()))
+        .collect();
+        assert_eq!(layers(&stack), vec![vec!["a", "b"], vec!["c"], vec!["d"]]);
+    }
 
     #[test]
     fn control_plane_settings_are_read_as_key_value_lines() {

@@ -4,7 +4,6 @@
 //! seen by one list of that layer every 50 ms. It gates per layer, not per dependency: a
 //! coarser order than the operator's, and what a hand-written rollout usually does.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -26,17 +25,16 @@ const BASELINE_MANAGER: &str = "pmp-bench-baseline";
 const LAYER_LABEL: &str = "pmp.dev/bench-layer";
 const POLL_EVERY: Duration = Duration::from_millis(50);
 
-/// Brings the stack up layer by layer; returns the time from the first create to the last
-/// layer ready.
+/// Brings the stack up layer by layer; returns when each layer was seen ready, from the
+/// first create (the last one is the baseline's convergence).
 pub(super) async fn run(
     client: &Client,
     namespace: &str,
-    stack: &[(String, Vec<String>)],
+    layers: &[Vec<&str>],
     ready_after: &str,
     timeout: Duration,
-) -> Result<Duration, RealError> {
+) -> Result<Vec<Duration>, RealError> {
     let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-    let layers = layers(stack);
     let deployments = layers
         .iter()
         .map(|layer| {
@@ -48,37 +46,18 @@ pub(super) async fn run(
         .collect::<Result<Vec<_>, _>>()?;
     let begin = Instant::now();
     let deadline = begin + timeout;
+    let mut ready = Vec::with_capacity(layers.len());
     for (level, layer) in deployments.into_iter().enumerate() {
         if level > 0 {
             wait_layer_ready(&api, level - 1, layers[level - 1].len(), deadline, timeout).await?;
+            ready.push(begin.elapsed());
         }
         create_layer(&api, level, layer).await?;
     }
     let last = layers.len().saturating_sub(1);
     wait_layer_ready(&api, last, layers[last].len(), deadline, timeout).await?;
-    Ok(begin.elapsed())
-}
-
-/// The stack's names by layer: a platform without dependencies is in layer 0, any other one
-/// layer after its deepest dependency.
-fn layers(stack: &[(String, Vec<String>)]) -> Vec<Vec<&str>> {
-    let mut level_of: HashMap<&str, usize> = HashMap::new();
-    let mut layers: Vec<Vec<&str>> = Vec::new();
-    // `layered_stack` lists every platform after its dependencies.
-    for (name, deps) in stack {
-        let level = deps
-            .iter()
-            .filter_map(|d| level_of.get(d.as_str()))
-            .map(|l| l + 1)
-            .max()
-            .unwrap_or(0);
-        level_of.insert(name, level);
-        if layers.len() <= level {
-            layers.resize_with(level + 1, Vec::new);
-        }
-        layers[level].push(name);
-    }
-    layers
+    ready.push(begin.elapsed());
+    Ok(ready)
 }
 
 /// The Deployment the operator would write for the platform, without the owner reference
@@ -182,20 +161,6 @@ fn is_ready(deployment: &Deployment) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn layers_follow_the_deepest_dependency() {
-        let stack: Vec<(String, Vec<String>)> = [
-            ("a", vec![]),
-            ("b", vec![]),
-            ("c", vec!["a"]),
-            ("d", vec!["b", "c"]),
-        ]
-        .into_iter()
-        .map(|(n, d)| (n.to_string(), d.into_iter().map(String::from).collect()))
-        .collect();
-        assert_eq!(layers(&stack), vec![vec!["a", "b"], vec!["c"], vec!["d"]]);
-    }
 
     #[test]
     fn the_baseline_deployment_is_the_operators_without_an_owner() {

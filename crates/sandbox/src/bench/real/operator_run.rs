@@ -34,6 +34,8 @@ pub(super) struct OperatorRun {
     pub created_in: Duration,
     /// From the operator's start to the last Platform seen Ready.
     pub converge: Duration,
+    /// When the last platform of each layer was seen Ready, from the operator's start.
+    pub layer_ready: Vec<Duration>,
     /// Platform changes after the creates, up to [`AT_REST`] after convergence.
     pub writes: usize,
     /// The changes in the [`AT_REST`] after convergence.
@@ -49,6 +51,7 @@ pub(super) async fn run(
     namespace: &str,
     bench: &RealBench,
     stack: &[(String, Vec<String>)],
+    layers: &[Vec<&str>],
     timeout: Duration,
 ) -> Result<OperatorRun, RealError> {
     let began = Instant::now();
@@ -126,6 +129,13 @@ pub(super) async fn run(
     Ok(OperatorRun {
         created_in,
         converge: last_ready.saturating_duration_since(start),
+        layer_ready: layers
+            .iter()
+            .map(|layer| {
+                let last = layer.iter().filter_map(|name| tally.ready.get(*name)).max();
+                last.map_or(Duration::ZERO, |at| at.saturating_duration_since(start))
+            })
+            .collect(),
         writes: tally.modified.len(),
         writes_at_rest,
         watch_restarts: tally.restarts,
