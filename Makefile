@@ -130,13 +130,14 @@ bench-real-1000: bench-real-ready
 bench-real-scale: bench-real-ready
 	$(BENCH_REAL) --platforms 10000 --depth 50 --kube-qps 1000 --kube-burst 2000 --json $(BENCH_DIR)/startup-real-10000.json >/dev/null
 
+# The control plane first: a missing one is said at once, not after the build.
 bench-real-ready:
-	mkdir -p $(BENCH_DIR)
-	$(CARGO) build -p platform-operator -p platform-sandbox --locked --release --quiet
 	@kubectl="$$(ls -d target/testenv/bin/*/ 2>/dev/null | head -1)kubectl"; \
 	if [ ! -f target/testenv/kubeconfig ] || ! "$$kubectl" --kubeconfig target/testenv/kubeconfig get --raw /readyz >/dev/null 2>&1; then \
 		echo "error: no test control plane is running on target/testenv/kubeconfig: run make testenv first" >&2; exit 1; \
 	fi
+	mkdir -p $(BENCH_DIR)
+	$(CARGO) build -p platform-operator -p platform-sandbox --locked --release --quiet
 
 # A real control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok as the
 # kubelet) built from pinned Go modules and run on 127.0.0.1; see testenv/README.md.
