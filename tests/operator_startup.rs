@@ -91,3 +91,37 @@ async fn each_wave_starts_in_parallel() {
     history.assert_started_in_order(&dependencies);
     env.shutdown().await;
 }
+
+/// A dependency counts as ready for its dependents when its workload is, not when its own
+/// status says so: that status is written from the same observation one round trip later.
+/// Here the dependency's status cannot be written at all, yet its dependent starts once its
+/// pods are ready, and not before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dependent_starts_on_its_dependencys_ready_workload_without_waiting_for_its_status() {
+    let Some(env) = TestEnv::sim_only("fails one platform's status writes (fault injection)").await
+    else {
+        return;
+    };
+    let status_path = format!("/namespaces/{}/platforms/a/status", env.namespace());
+    env.sim()
+        .faults()
+        .update(|f| f.fail_paths.push((status_path, 503)));
+    env.apply(&chain(&["a", "b"], "500ms")).await;
+    let platforms = env
+        .wait_for(
+            "b Running",
+            Duration::from_secs(60),
+            all_in(Phase::Running, &["b"]),
+        )
+        .await;
+    assert_ne!(
+        platforms.get("a").and_then(phase),
+        Some(Phase::Running),
+        "a's status was never written"
+    );
+    env.history()
+        .await
+        .assert_started_in_order(&chain_dependencies(&["a", "b"]));
+    env.sim().faults().clear();
+    env.shutdown().await;
+}

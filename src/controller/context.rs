@@ -2,7 +2,7 @@
 //! reads), the Event queue, the clock, and the small in-memory tables the watch side feeds
 //! (topology, pod index, start slots, the operator's own writes in flight).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -132,7 +132,9 @@ pub struct Context {
     /// Bumped by the watch taps whenever a change can reshape the topology.
     topology_version: AtomicU64,
     /// Pods of each platform by name, fed by the pod watch.
-    pod_index: Mutex<HashMap<NodeKey, HashSet<String>>>,
+    /// Each pod's health signature (what the operator reads of it), to tell a change that
+    /// matters from a routine update.
+    pod_index: Mutex<HashMap<NodeKey, HashMap<String, u64>>>,
     /// Members of each group that took a start slot and are not Running yet; the caches lag
     /// behind concurrent reconciles, so the limit is enforced here.
     start_slots: Mutex<HashMap<NodeKey, BTreeSet<NodeKey>>>,
@@ -260,29 +262,56 @@ impl Context {
         self.topology_version.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// Records a pod event of `platform` (`exists`: the cache holds the pod).
-    pub fn index_pod(&self, platform: NodeKey, pod: &str, exists: bool) {
+    /// Records a pod event of `platform`: the pod with its health signature, or `None` when it
+    /// is gone. Says whether anything the operator reads of the platform's pods changed.
+    pub fn index_pod(&self, platform: NodeKey, pod: &str, signature: Option<u64>) -> bool {
         let mut index = self.pod_index.lock().unwrap_or_else(|p| p.into_inner());
-        if exists {
-            index.entry(platform).or_default().insert(pod.to_string());
-        } else if let Some(pods) = index.get_mut(&platform) {
-            pods.remove(pod);
-            if pods.is_empty() {
-                index.remove(&platform);
+        match signature {
+            Some(signature) => {
+                index
+                    .entry(platform)
+                    .or_default()
+                    .insert(pod.to_string(), signature)
+                    != Some(signature)
+            }
+            None => {
+                let Some(pods) = index.get_mut(&platform) else {
+                    return false;
+                };
+                let removed = pods.remove(pod).is_some();
+                if pods.is_empty() {
+                    index.remove(&platform);
+                }
+                removed
             }
         }
     }
 
     /// Rebuilds the pod index from the pod cache (after a re-list, which delivers no Delete
-    /// events for pods that disappeared meanwhile).
-    pub fn reindex_pods(&self, platform_of: impl Fn(&Pod) -> Option<NodeKey>) {
-        let mut index: HashMap<NodeKey, HashSet<String>> = HashMap::new();
+    /// events for pods that disappeared meanwhile); returns the platforms whose pods changed.
+    pub fn reindex_pods(
+        &self,
+        platform_of: impl Fn(&Pod) -> Option<NodeKey>,
+        signature_of: impl Fn(&Pod) -> u64,
+    ) -> BTreeSet<NodeKey> {
+        let mut index: HashMap<NodeKey, HashMap<String, u64>> = HashMap::new();
         for pod in self.stores.pods.state() {
             if let (Some(platform), Some(name)) = (platform_of(&pod), pod.metadata.name.clone()) {
-                index.entry(platform).or_default().insert(name);
+                index
+                    .entry(platform)
+                    .or_default()
+                    .insert(name, signature_of(&pod));
             }
         }
-        *self.pod_index.lock().unwrap_or_else(|p| p.into_inner()) = index;
+        let mut current = self.pod_index.lock().unwrap_or_else(|p| p.into_inner());
+        let changed = current
+            .keys()
+            .chain(index.keys())
+            .filter(|platform| current.get(*platform) != index.get(*platform))
+            .cloned()
+            .collect();
+        *current = index;
+        changed
     }
 
     /// Pods of a platform that exist (terminating ones included). Entries the cache no longer
@@ -292,7 +321,7 @@ impl Context {
         let Some(pods) = index.get_mut(platform) else {
             return 0;
         };
-        pods.retain(|name| {
+        pods.retain(|name, _| {
             self.stores
                 .pods
                 .get(&ObjectRef::new(name).within(&platform.namespace))
@@ -311,7 +340,7 @@ impl Context {
         index
             .get(platform)
             .into_iter()
-            .flatten()
+            .flat_map(HashMap::keys)
             .filter_map(|name| {
                 self.stores
                     .pods

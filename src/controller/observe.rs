@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::reflector::ObjectRef;
 
-use crate::crd::{Phase, Platform, condition};
+use crate::crd::{DesiredState, Phase, Platform};
 use crate::graph::NodeKey;
 use crate::stack::effective_settings;
 
@@ -19,6 +19,7 @@ use super::model::{
     DependencyState, DependentState, DeploymentState, GroupFacts, Observed, PodHealth,
     RESTART_ANNOTATION,
 };
+use super::supervise::{failed_reason, on_trial};
 
 /// Reads what is known about `platform`.
 pub fn observe(ctx: &Context, platform: &Platform, key: &NodeKey) -> Observed {
@@ -36,7 +37,7 @@ pub fn observe(ctx: &Context, platform: &Platform, key: &NodeKey) -> Observed {
         .dependencies(key)
         .into_iter()
         .map(|dep| DependencyState {
-            ready: is_ready(ctx, &dep),
+            ready: is_ready(ctx, &topology, &dep),
             key: dep,
         })
         .collect();
@@ -174,22 +175,32 @@ pub fn starting_members(
     starting
 }
 
-/// A platform is Ready for its dependents when its `Ready` condition is True and its
-/// Deployment has every desired replica ready.
-pub fn is_ready(ctx: &Context, key: &NodeKey) -> bool {
+/// A platform is ready for its dependents when its workload is: its Deployment, as the
+/// deployment controller last reported it, has every desired replica of the current template
+/// ready (what its own `Ready` condition is written from), it is meant to run (not stopping,
+/// failed or on a circuit trial) and it is not being deleted. Judged from the Deployment rather
+/// than from that condition, so that a hop costs no status write and watch round trip.
+pub fn is_ready(ctx: &Context, topology: &Topology, key: &NodeKey) -> bool {
     let Some(platform) = ctx.stores.platform(key) else {
         return false;
     };
-    let condition_ready = platform
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == condition::READY))
-        .is_some_and(|c| c.status == "True");
-    let replicas_ready = ctx.stores.deployment(key).is_some_and(|d| {
-        let state = deployment_state(&d);
-        state.replicas == platform.spec.replicas && state.ready_replicas >= platform.spec.replicas
-    });
-    condition_ready && replicas_ready
+    let status = platform.status.as_ref();
+    let supervision = status.and_then(|s| s.supervision.as_ref());
+    let held = platform.metadata.deletion_timestamp.is_some()
+        || platform.spec.desired_state == DesiredState::Stopped
+        || topology.stop_causes.contains_key(key)
+        || status.and_then(|s| s.phase) == Some(Phase::Failed)
+        || supervision.is_some_and(|s| failed_reason(s).is_some() || on_trial(s));
+    !held
+        && ctx
+            .stores
+            .deployment(key)
+            .is_some_and(|d| workload_ready(&deployment_state(&d), platform.spec.replicas))
+}
+
+/// Every one of `desired` replicas runs the current template and is ready.
+pub fn workload_ready(deployment: &DeploymentState, desired: i32) -> bool {
+    deployment.replicas == desired && deployment.rolled_out()
 }
 
 /// No pods and none desired.

@@ -27,7 +27,7 @@ use super::context::{Context, Stores};
 use super::events::{EventQueue, FailedKind, publish_events};
 use super::health::{ControllerKind, DEFAULT_STUCK_AFTER};
 use super::leader::Leadership;
-use super::tap::{GroupTap, PlatformTap, observe_deployment, observe_pod, pod_urgency};
+use super::tap::{DeploymentTap, GroupTap, PlatformTap, observe_pod};
 use super::triage::Triage;
 use super::usage::{DEFAULT_USAGE_INTERVAL, DEFAULT_USAGE_THRESHOLD, poll_usage};
 use super::warnings::watch_warnings;
@@ -375,7 +375,7 @@ fn platform_controller<S: Future<Output = ()> + Send + Sync + 'static>(
     let managed = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
     let tap = PlatformTap::new(ctx.clone(), groups_tx);
     let platform_stream = platform_events(scoped(client, namespace), platforms, tap);
-    let deployment_ctx = ctx.clone();
+    let mut deployment_tap = DeploymentTap::new(ctx.clone());
     let deployment_stream = watched(
         scoped(client, namespace),
         deployments,
@@ -384,7 +384,7 @@ fn platform_controller<S: Future<Output = ()> + Send + Sync + 'static>(
     )
     .inspect(move |event| {
         if let Ok(event) = event {
-            observe_deployment(&deployment_ctx, event);
+            deployment_tap.observe(event);
         }
     })
     .touched_objects();
@@ -408,19 +408,14 @@ fn platform_controller<S: Future<Output = ()> + Send + Sync + 'static>(
         }
     })
     .touched_objects();
-    // Pods queue their platform through the triage (a storm of routine pod updates must not
-    // delay a failure); the controller only keeps their watch running.
-    let triage = ctx.triage.clone();
+
     Controller::for_stream(platform_stream, ctx.stores.platforms.clone())
         .with_config(config)
         .owns_stream(deployment_stream)
         .owns_stream(configmap_stream)
-        .watches_stream(pod_stream, move |pod: Pod| {
-            if let Some(platform) = super::tap::platform_of_pod(&pod) {
-                triage.push(platform, pod_urgency(&pod));
-            }
-            None::<ObjectRef<Platform>>
-        })
+        // Pods queue their platform through the triage (`observe_pod`: only changes that
+        // matter, most urgent first); the controller only keeps their watch running.
+        .watches_stream(pod_stream, |_: Pod| None::<ObjectRef<Platform>>)
         .reconcile_on(ctx.triage.clone().releases())
         .reconcile_all_on(ctx.leadership.became_leader())
         .graceful_shutdown_on(shutdown)

@@ -102,35 +102,123 @@ impl PlatformTap {
     }
 }
 
-/// Keeps the operator's Deployment writes in flight current: a write the watch delivered is
-/// no longer in flight.
-pub fn observe_deployment(ctx: &Context, event: &watcher::Event<Deployment>) {
-    let key = |d: &Deployment| NodeKey::new(d.namespace().unwrap_or_default(), d.name_any());
-    match event {
-        watcher::Event::Apply(d) | watcher::Event::InitApply(d) => {
-            ctx.own_writes.deployment_seen(&key(d), d);
+/// Keeps the operator's Deployment writes in flight current (a write the watch delivered is
+/// no longer in flight), and queues the dependents of a platform whose workload became ready
+/// or stopped being ready: they decide from its Deployment (see `observe::is_ready`), not
+/// from its status, which is written from the same change one round trip later.
+pub struct DeploymentTap {
+    ctx: Arc<Context>,
+    /// Whether each Deployment's workload was ready when last seen.
+    ready: HashMap<NodeKey, bool>,
+    relisting: HashSet<NodeKey>,
+}
+
+impl DeploymentTap {
+    pub fn new(ctx: Arc<Context>) -> Self {
+        Self {
+            ctx,
+            ready: HashMap::new(),
+            relisting: HashSet::new(),
         }
-        watcher::Event::Delete(d) => ctx.own_writes.deployment_deleted(&key(d)),
-        watcher::Event::Init | watcher::Event::InitDone => {}
+    }
+
+    pub fn observe(&mut self, event: &watcher::Event<Deployment>) {
+        let key = |d: &Deployment| NodeKey::new(d.namespace().unwrap_or_default(), d.name_any());
+        match event {
+            watcher::Event::Init => self.relisting.clear(),
+            watcher::Event::InitApply(d) => {
+                let key = key(d);
+                self.ctx.own_writes.deployment_seen(&key, d);
+                self.ready.insert(key.clone(), running(d));
+                self.relisting.insert(key);
+            }
+            watcher::Event::InitDone => {
+                let listed = std::mem::take(&mut self.relisting);
+                self.ready.retain(|key, _| listed.contains(key));
+            }
+            watcher::Event::Apply(d) => {
+                let key = key(d);
+                self.ctx.own_writes.deployment_seen(&key, d);
+                let ready = running(d);
+                if self.ready.insert(key.clone(), ready) != Some(ready) {
+                    self.queue_dependents(&key);
+                }
+            }
+            watcher::Event::Delete(d) => {
+                let key = key(d);
+                self.ctx.own_writes.deployment_deleted(&key);
+                if self.ready.remove(&key) == Some(true) {
+                    self.queue_dependents(&key);
+                }
+            }
+        }
+    }
+
+    fn queue_dependents(&self, platform: &NodeKey) {
+        for dependent in self.ctx.topology().graph.dependents(platform) {
+            self.ctx.triage.push(dependent, Urgency::Change);
+        }
+    }
+
+    /// Deployments whose readiness is kept.
+    pub fn entries(&self) -> usize {
+        self.ready.len()
     }
 }
 
-/// Keeps the pod index current; a re-list rebuilds it from the cache.
+/// A Deployment with replicas, every one of the current template ready.
+fn running(deployment: &Deployment) -> bool {
+    let state = super::observe::deployment_state(deployment);
+    state.replicas > 0 && state.rolled_out()
+}
+
+/// Keeps the pod index current and queues a platform when what the operator reads of its pods
+/// changed (existence and health, see [`pod_signature`]): a routine update of a healthy pod
+/// (an annotation, a label, a status heartbeat) queues nothing. A re-list rebuilds the index
+/// from the cache.
 pub fn observe_pod(ctx: &Context, event: &watcher::Event<Pod>) {
     match event {
-        watcher::Event::Apply(pod) => {
-            if let Some(platform) = platform_of_pod(pod) {
-                ctx.index_pod(platform, &pod.name_any(), true);
+        watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => {
+            if let Some(platform) = platform_of_pod(pod)
+                && ctx.index_pod(platform.clone(), &pod.name_any(), Some(pod_signature(pod)))
+            {
+                ctx.triage.push(platform, pod_urgency(pod));
             }
         }
         watcher::Event::Delete(pod) => {
-            if let Some(platform) = platform_of_pod(pod) {
-                ctx.index_pod(platform, &pod.name_any(), false);
+            if let Some(platform) = platform_of_pod(pod)
+                && ctx.index_pod(platform.clone(), &pod.name_any(), None)
+            {
+                ctx.triage.push(platform, Urgency::Health);
             }
         }
-        watcher::Event::InitDone => ctx.reindex_pods(platform_of_pod),
-        watcher::Event::Init | watcher::Event::InitApply(_) => {}
+        watcher::Event::InitDone => {
+            for platform in ctx.reindex_pods(platform_of_pod, pod_signature) {
+                ctx.triage.push(platform, Urgency::Health);
+            }
+        }
+        watcher::Event::Init => {}
     }
+}
+
+/// What the operator reads of a pod: its health and whether it is terminating.
+pub fn pod_signature(pod: &Pod) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    let health = super::observe::pod_health(pod);
+    (
+        health.ready,
+        health.ready_changed_at.map(|t| t.as_nanosecond()),
+        health.restarts,
+        &health.waiting,
+        health
+            .last_terminated
+            .as_ref()
+            .map(|(reason, at)| (reason, at.map(|t| t.as_nanosecond()))),
+        &health.unschedulable,
+    )
+        .hash(&mut hasher);
+    pod.metadata.deletion_timestamp.is_some().hash(&mut hasher);
+    hasher.finish()
 }
 
 /// The platform a pod belongs to, by its label.

@@ -100,6 +100,7 @@ const URGENT_KEPT: usize = 256;
 /// The queue; shared by the watch side (push) and the controller (releases, finished).
 pub struct Triage {
     state: Mutex<State>,
+    pushed: std::sync::atomic::AtomicU64,
     wake: Notify,
     capacity: usize,
     metrics: TriageMetrics,
@@ -110,6 +111,7 @@ impl Triage {
     pub fn new(capacity: usize, metrics: TriageMetrics) -> Arc<Triage> {
         Arc::new(Triage {
             state: Mutex::new(State::default()),
+            pushed: Default::default(),
             wake: Notify::new(),
             capacity: capacity.max(1),
             metrics,
@@ -124,6 +126,8 @@ impl Triage {
     /// takes the higher of the two urgencies.
     pub fn push(&self, platform: NodeKey, urgency: Urgency) {
         self.metrics.triggers_of(urgency).inc();
+        self.pushed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut state = self.state();
         match state.queued.get(&platform).copied() {
             Some(queued) if queued.urgency <= urgency => {
@@ -245,6 +249,11 @@ impl Triage {
     /// The latest urgent releases, oldest first (at most 256).
     pub fn urgent_releases(&self) -> Vec<(NodeKey, Release)> {
         self.state().urgent.iter().cloned().collect()
+    }
+
+    /// Triggers pushed so far (coalesced ones included).
+    pub fn pushed(&self) -> u64 {
+        self.pushed.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Triggers waiting, by urgency.

@@ -190,10 +190,30 @@ impl History {
             .map(|c| c.rv)
     }
 
-    /// Checks that no platform was started before all its dependencies were Ready.
+    /// The first version of each platform's Deployment that reports its workload ready: the
+    /// deployment controller has seen the latest spec, and every desired replica (at least
+    /// one) is updated and ready.
+    pub fn first_workload_ready(&self) -> BTreeMap<String, u64> {
+        let number = |c: &Change, pointer: &str| c.object.pointer(pointer).and_then(Value::as_i64);
+        let mut ready = BTreeMap::new();
+        for change in self.of(Kind::Deployment).filter(|c| !c.deleted()) {
+            let desired = number(change, "/spec/replicas").unwrap_or(1);
+            let seen = number(change, "/status/observedGeneration").unwrap_or(0)
+                >= number(change, "/metadata/generation").unwrap_or(0);
+            let all = |field: &str| number(change, field).unwrap_or(0) >= desired;
+            if desired > 0 && seen && all("/status/readyReplicas") && all("/status/updatedReplicas")
+            {
+                ready.entry(change.name.clone()).or_insert(change.rv);
+            }
+        }
+        ready
+    }
+
+    /// Checks that no platform was started before the workloads of all its dependencies were
+    /// ready (their Deployments reporting every replica ready).
     pub fn assert_started_in_order(&self, dependencies: &BTreeMap<String, Vec<String>>) {
         let starts = self.starts();
-        let ready = self.first_ready();
+        let ready = self.first_workload_ready();
         for (name, start) in &starts {
             for dependency in dependencies.get(name).into_iter().flatten() {
                 let dependency_ready = ready.get(dependency).copied().unwrap_or(u64::MAX);

@@ -223,9 +223,7 @@ mod tests {
     fn events_select_by_kind_of_involved_object_and_type_as_on_a_real_server() {
         let selector =
             FieldSelector::parse("involvedObject.kind=Pod,type=Warning", "Event").expect("valid");
-        let event = |kind: &str, type_: &str| {
-            json!({"involvedObject": {"kind": kind, "name": "a-1"}, "type": type_, "reason": "Unhealthy"})
-        };
+        let event = |kind: &str, type_: &str| json!({"involvedObject": {"kind": kind, "name": "a-1"}, "type": type_, "reason": "Unhealthy"});
         assert!(selector.matches_object(&event("Pod", "Warning")));
         assert!(!selector.matches_object(&event("Pod", "Normal")));
         assert!(!selector.matches_object(&event("ReplicaSet", "Warning")));

@@ -392,3 +392,57 @@ async fn a_thousand_platforms_deleted_behind_a_relist_leave_every_table_empty() 
     assert_eq!(ctx.table_sizes(), TableSizes::default());
     assert_eq!(h.tables(), (Vec::new(), Vec::new()));
 }
+
+fn deployment(name: &str, replicas: i32, ready: i32) -> Deployment {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "namespace": TEST_NAMESPACE, "generation": 2},
+        "spec": {
+            "replicas": replicas,
+            "selector": {},
+            "template": {}
+        },
+        "status": {
+            "observedGeneration": 2,
+            "replicas": replicas,
+            "updatedReplicas": replicas,
+            "readyReplicas": ready
+        }
+    }))
+    .expect("a deployment")
+}
+
+fn drain(ctx: &Context) -> Vec<String> {
+    std::iter::from_fn(|| ctx.triage.try_release())
+        .map(|(platform, _)| {
+            ctx.triage.finished(&platform);
+            platform.name
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_workload_becoming_ready_or_unready_queues_the_dependents_only_then() {
+    let (ctx, _) = context(
+        &[
+            seen(platform("a")),
+            seen(platform("b").depends_on(["a"])),
+            seen(platform("c").depends_on(["a"])),
+        ],
+        &[],
+    );
+    let mut tap = DeploymentTap::new(ctx.clone());
+    tap.observe(&watcher::Event::InitApply(deployment("a", 1, 0)));
+    tap.observe(&watcher::Event::InitDone);
+    assert!(drain(&ctx).is_empty(), "a re-list queues nothing by itself");
+    tap.observe(&watcher::Event::Apply(deployment("a", 1, 0)));
+    assert!(drain(&ctx).is_empty(), "still starting");
+    tap.observe(&watcher::Event::Apply(deployment("a", 1, 1)));
+    assert_eq!(drain(&ctx), ["b", "c"], "ready: its dependents may start");
+    tap.observe(&watcher::Event::Apply(deployment("a", 1, 1)));
+    assert!(drain(&ctx).is_empty(), "no change");
+    tap.observe(&watcher::Event::Apply(deployment("a", 0, 0)));
+    assert_eq!(drain(&ctx), ["b", "c"], "scaled down");
+    tap.observe(&watcher::Event::Delete(deployment("a", 0, 0)));
+    assert!(drain(&ctx).is_empty(), "it was not ready");
+    assert_eq!(tap.entries(), 0);
+}
