@@ -296,6 +296,16 @@ async fn a_user_restart_resets_the_circuit_and_a_user_stopped_dependent_stays_st
     let env = TestEnv::start().await;
     let mut stack = failing_chain();
     stack[2].spec.desired_state = platform_operator::crd::DesiredState::Stopped;
+    // The circuit stays open (no trial) long enough for the REST checks below on a slow
+    // machine: 60 simulated seconds are 3 real ones.
+    if let Some(backoff) = stack[0]
+        .spec
+        .restart_policy
+        .as_mut()
+        .and_then(|p| p.backoff.as_mut())
+    {
+        backoff.max_seconds = Some(60);
+    }
     env.apply(&stack).await;
     env.wait_for(
         "a Failed, b stopped by the failure",

@@ -53,12 +53,13 @@ pub fn bench_storm(args: StormArgs) -> ExitCode {
     println!("{text}");
     eprintln!(
         "storm of {:.0} pod updates/s over {} platforms (backlog {} routine triggers): \
-         failure acted on in {:.1} ms, dependents stopped in {:.1} ms",
+         decided in {:.1} ms, dependents stopped in {:.1} ms, the platform in {:.1} ms",
         report.storm_updates_per_second,
         report.noise_platforms,
         report.routine_backlog_at_failure,
-        report.failure_to_action_ms,
-        report.failure_to_dependents_stopped_ms
+        report.failure_to_decision_ms,
+        report.failure_to_dependents_stopped_ms,
+        report.failure_to_platform_stopped_ms
     );
     if let Some(path) = args.json
         && let Err(error) = std::fs::write(&path, text)
