@@ -161,6 +161,7 @@ impl DeploymentTap {
     }
 
     /// Deployments whose readiness is kept.
+    #[cfg(test)]
     pub fn entries(&self) -> usize {
         self.ready.len()
     }
