@@ -4,19 +4,19 @@
 //! are measured alone); `--in-process` runs it inside the benchmark instead. [`real`] runs the
 //! same stack against a real control plane, beside a baseline without the operator.
 
+mod apply;
 mod process;
 mod real;
 pub mod storm;
 
+pub use apply::{ApplyError, apply_all};
 pub use process::{OperatorProcess, ProcessSamples};
 pub use real::{ControlPlane, RealBench, RealError, RealReport, run_real_bench};
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use kube::Api;
-use kube::api::{Patch, PatchParams};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -91,8 +91,8 @@ pub struct StartupReport {
 pub enum BenchError {
     #[error("failed to start the simulated cluster: {0}")]
     Sim(#[from] SimError),
-    #[error("failed to create platform {name}: {source}")]
-    Create { name: String, source: kube::Error },
+    #[error("failed to create the stack: {0}")]
+    Create(#[from] ApplyError),
     #[error("the stack did not converge within {0:?}")]
     Timeout(Duration),
     #[error("failed to start the operator process: {0}")]
@@ -332,36 +332,16 @@ async fn create_all(
 ) -> Result<(), BenchError> {
     let api: Api<Platform> = Api::namespaced(sandbox.client(), TEST_NAMESPACE);
     let ready_after = format!("{}ms", ready_after.as_millis());
-    let results = futures::stream::iter(stack.iter().map(|(name, deps)| {
-        let api = api.clone();
-        let ready_after = ready_after.clone();
-        async move {
-            let platform = platform(name)
+    let platforms = stack
+        .iter()
+        .map(|(name, deps)| {
+            platform(name)
                 .depends_on(deps.iter().map(String::as_str))
                 .pod_annotation("sim.pmp.dev/ready-after", &ready_after)
-                .build();
-            let mut body = serde_json::to_value(&platform).unwrap_or(Value::Null);
-            body["apiVersion"] = "pmp.dev/v1alpha1".into();
-            body["kind"] = "Platform".into();
-            api.patch(
-                name,
-                &PatchParams::apply("bench").force(),
-                &Patch::Apply(body),
-            )
-            .await
-            .map_err(|source| BenchError::Create {
-                name: name.clone(),
-                source,
-            })
-        }
-    }))
-    .buffer_unordered(16)
-    .collect::<Vec<_>>()
-    .await;
-    results
-        .into_iter()
-        .collect::<Result<Vec<_>, _>>()
-        .map(|_| ())
+                .build()
+        })
+        .collect();
+    Ok(apply_all(&api, "bench", 16, platforms).await?)
 }
 
 async fn wait_all_ready(

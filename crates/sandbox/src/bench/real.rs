@@ -226,6 +226,18 @@ pub enum RealError {
     OperatorExited { status: String, log: PathBuf },
 }
 
+impl From<super::ApplyError> for RealError {
+    fn from(error: super::ApplyError) -> Self {
+        match error {
+            super::ApplyError::Encode { name, source } => Self::Fixture {
+                name,
+                message: source.to_string(),
+            },
+            super::ApplyError::Api { name, source } => Self::api(format!("apply {name}"), source),
+        }
+    }
+}
+
 impl RealError {
     fn api(what: impl Into<String>, source: kube::Error) -> Self {
         Self::Api {

@@ -25,6 +25,7 @@ use pmp_sim::resources::ResourceRef;
 use pmp_sim::store::{Key, Store, WriteCtx, WriteVerb};
 use pmp_sim::{SimError, WriteRecord};
 
+use super::apply_all;
 use crate::{Sandbox, SandboxConfig};
 
 /// What to run.
@@ -68,8 +69,10 @@ pub struct StormReport {
 pub enum StormError {
     #[error("failed to start the simulated cluster: {0}")]
     Sim(#[from] SimError),
-    #[error("failed to write platform {name}: {source}")]
+    #[error("failed to write {name}: {source}")]
     Write { name: String, source: kube::Error },
+    #[error("failed to create the stack: {0}")]
+    Create(#[from] super::ApplyError),
     #[error("timed out waiting for {0}")]
     Timeout(&'static str),
     #[error("{0}")]
@@ -92,20 +95,8 @@ pub async fn run_storm_bench(bench: &StormBench) -> Result<StormReport, StormErr
             .iter()
             .map(|n| platform(n).pod_annotation("sim.pmp.dev/ready-after", "100ms")),
     );
-    for builder in stack {
-        let p = builder.build();
-        let name = p.metadata.name.clone().unwrap_or_default();
-        let mut body = serde_json::to_value(&p).unwrap_or(Value::Null);
-        body["apiVersion"] = "pmp.dev/v1alpha1".into();
-        body["kind"] = "Platform".into();
-        api.patch(
-            &name,
-            &PatchParams::apply("bench").force(),
-            &Patch::Apply(body),
-        )
-        .await
-        .map_err(|source| StormError::Write { name, source })?;
-    }
+    let platforms = stack.into_iter().map(|b| b.build()).collect();
+    apply_all(&api, "bench", 16, platforms).await?;
     wait_all_running(&api, bench.noise + 2).await?;
 
     let triage = sandbox

@@ -6,10 +6,9 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Client;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams};
 use tokio::time::Instant;
 
 use platform_operator::controller::build::{RestartMarks, build_deployment};
@@ -18,6 +17,7 @@ use platform_operator::stack::effective_settings;
 
 use super::cluster::IN_FLIGHT;
 use super::{READY_AFTER_ANNOTATION, RealError};
+use crate::bench::apply_all;
 
 /// Field manager of the baseline's Deployments.
 const BASELINE_MANAGER: &str = "pmp-bench-baseline";
@@ -84,36 +84,18 @@ fn deployment(name: &str, namespace: &str, ready_after: &str) -> Result<Deployme
 async fn create_layer(
     api: &Api<Deployment>,
     level: usize,
-    layer: Vec<Deployment>,
+    mut layer: Vec<Deployment>,
 ) -> Result<(), RealError> {
-    let results = futures::stream::iter(layer.into_iter().map(|mut deployment| {
-        let api = api.clone();
-        async move {
-            deployment
-                .metadata
-                .labels
-                .get_or_insert_with(Default::default)
-                .insert(LAYER_LABEL.into(), level.to_string());
-            let name = deployment.metadata.name.clone().unwrap_or_default();
-            let mut body = serde_json::to_value(&deployment).map_err(|e| RealError::Fixture {
-                name: name.clone(),
-                message: e.to_string(),
-            })?;
-            body["apiVersion"] = "apps/v1".into();
-            body["kind"] = "Deployment".into();
-            let params = PatchParams::apply(BASELINE_MANAGER).force();
-            api.patch(&name, &params, &Patch::Apply(body))
-                .await
-                .map_err(|source| RealError::api(format!("create deployment {name}"), source))
-        }
-    }))
-    .buffer_unordered(IN_FLIGHT)
-    .collect::<Vec<_>>()
-    .await;
-    results
-        .into_iter()
-        .collect::<Result<Vec<_>, _>>()
-        .map(|_| ())
+    for deployment in &mut layer {
+        deployment
+            .metadata
+            .labels
+            .get_or_insert_with(Default::default)
+            .insert(LAYER_LABEL.into(), level.to_string());
+    }
+    apply_all(api, BASELINE_MANAGER, IN_FLIGHT, layer)
+        .await
+        .map_err(RealError::from)
 }
 
 /// Polls until all `size` Deployments of layer `level` are ready.

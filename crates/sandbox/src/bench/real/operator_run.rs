@@ -9,7 +9,7 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt};
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, ResourceExt};
@@ -20,8 +20,8 @@ use platform_operator::fixtures::platform;
 use super::cluster::{BENCH_MANAGER, IN_FLIGHT};
 use super::scrape::{RequestCounts, Scraper};
 use super::{READY_AFTER_ANNOTATION, RealBench, RealError};
-use crate::bench::ProcessSamples;
 use crate::bench::process::Sampler;
+use crate::bench::{ProcessSamples, apply_all};
 
 /// After the last Ready, how long writes are still counted (there should be none).
 const AT_REST: Duration = Duration::from_secs(3);
@@ -256,33 +256,19 @@ async fn create_platforms(
     ready_after: &str,
 ) -> Result<(), RealError> {
     let api: Api<Platform> = Api::namespaced(client.clone(), namespace);
-    let results = futures::stream::iter(stack.iter().map(|(name, deps)| {
-        let api = api.clone();
-        async move {
-            let built = platform(name)
+    let platforms = stack
+        .iter()
+        .map(|(name, deps)| {
+            platform(name)
                 .namespace(namespace)
                 .depends_on(deps.iter().map(String::as_str))
                 .pod_annotation(READY_AFTER_ANNOTATION, ready_after)
-                .build();
-            let mut body = serde_json::to_value(&built).map_err(|e| RealError::Fixture {
-                name: name.clone(),
-                message: e.to_string(),
-            })?;
-            body["apiVersion"] = "pmp.dev/v1alpha1".into();
-            body["kind"] = "Platform".into();
-            let params = PatchParams::apply(BENCH_MANAGER).force();
-            api.patch(name, &params, &Patch::Apply(body))
-                .await
-                .map_err(|source| RealError::api(format!("create platform {name}"), source))
-        }
-    }))
-    .buffer_unordered(IN_FLIGHT)
-    .collect::<Vec<_>>()
-    .await;
-    results
-        .into_iter()
-        .collect::<Result<Vec<_>, _>>()
-        .map(|_| ())
+                .build()
+        })
+        .collect();
+    apply_all(&api, BENCH_MANAGER, IN_FLIGHT, platforms)
+        .await
+        .map_err(RealError::from)
 }
 
 /// A port free right now on 127.0.0.1, for the operator's probe server.
