@@ -24,6 +24,7 @@ use crate::stack::{dependency_keys, key_of};
 
 use super::build::PLATFORM_LABEL;
 use super::context::Context;
+use super::model::PodHealth;
 use super::triage::Urgency;
 
 /// Fans a platform's relevant changes out to its neighbours and groups, and keeps the topology
@@ -170,7 +171,7 @@ impl DeploymentTap {
 /// A Deployment with replicas, every one of the current template ready.
 fn running(deployment: &Deployment) -> bool {
     let state = super::observe::deployment_state(deployment);
-    state.replicas > 0 && state.rolled_out()
+    state.replicas > 0 && super::observe::workload_ready(&state, state.replicas)
 }
 
 /// Keeps the pod index current and queues a platform when what the operator reads of its pods
@@ -180,10 +181,13 @@ fn running(deployment: &Deployment) -> bool {
 pub fn observe_pod(ctx: &Context, event: &watcher::Event<Pod>) {
     match event {
         watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => {
-            if let Some(platform) = platform_of_pod(pod)
-                && ctx.index_pod(platform.clone(), &pod.name_any(), Some(pod_signature(pod)))
-            {
-                ctx.triage.push(platform, pod_urgency(pod));
+            let Some(platform) = platform_of_pod(pod) else {
+                return;
+            };
+            let health = super::observe::pod_health(pod);
+            let signature = health_signature(&health, pod.metadata.deletion_timestamp.is_some());
+            if ctx.index_pod(platform.clone(), &pod.name_any(), Some(signature)) {
+                ctx.triage.push(platform, health_urgency(&health));
             }
         }
         watcher::Event::Delete(pod) => {
@@ -204,8 +208,14 @@ pub fn observe_pod(ctx: &Context, event: &watcher::Event<Pod>) {
 
 /// What the operator reads of a pod: its health and whether it is terminating.
 pub fn pod_signature(pod: &Pod) -> u64 {
+    health_signature(
+        &super::observe::pod_health(pod),
+        pod.metadata.deletion_timestamp.is_some(),
+    )
+}
+
+fn health_signature(health: &PodHealth, terminating: bool) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    let health = super::observe::pod_health(pod);
     (
         health.ready,
         health.ready_changed_at.map(|t| t.as_nanosecond()),
@@ -216,9 +226,9 @@ pub fn pod_signature(pod: &Pod) -> u64 {
             .as_ref()
             .map(|(reason, at)| (reason, at.map(|t| t.as_nanosecond()))),
         &health.unschedulable,
+        terminating,
     )
         .hash(&mut hasher);
-    pod.metadata.deletion_timestamp.is_some().hash(&mut hasher);
     hasher.finish()
 }
 
@@ -380,8 +390,7 @@ fn neighbour_urgency(changed: &Platform) -> Urgency {
 
 /// How urgently a pod's change must be looked at: a pod that is OOM-killed, or not ready, or
 /// waiting (crash loop, image pull, config error) before a healthy pod's routine update.
-pub fn pod_urgency(pod: &Pod) -> Urgency {
-    let health = super::observe::pod_health(pod);
+fn health_urgency(health: &PodHealth) -> Urgency {
     let oom_killed = health
         .last_terminated
         .as_ref()

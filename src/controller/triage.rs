@@ -17,7 +17,7 @@ use futures::Stream;
 use kube::runtime::reflector::ObjectRef;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
@@ -100,7 +100,6 @@ const URGENT_KEPT: usize = 256;
 /// The queue; shared by the watch side (push) and the controller (releases, finished).
 pub struct Triage {
     state: Mutex<State>,
-    pushed: std::sync::atomic::AtomicU64,
     wake: Notify,
     capacity: usize,
     metrics: TriageMetrics,
@@ -111,7 +110,6 @@ impl Triage {
     pub fn new(capacity: usize, metrics: TriageMetrics) -> Arc<Triage> {
         Arc::new(Triage {
             state: Mutex::new(State::default()),
-            pushed: Default::default(),
             wake: Notify::new(),
             capacity: capacity.max(1),
             metrics,
@@ -126,8 +124,6 @@ impl Triage {
     /// takes the higher of the two urgencies.
     pub fn push(&self, platform: NodeKey, urgency: Urgency) {
         self.metrics.triggers_of(urgency).inc();
-        self.pushed
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut state = self.state();
         match state.queued.get(&platform).copied() {
             Some(queued) if queued.urgency <= urgency => {
@@ -253,7 +249,10 @@ impl Triage {
 
     /// Triggers pushed so far (coalesced ones included).
     pub fn pushed(&self) -> u64 {
-        self.pushed.load(std::sync::atomic::Ordering::Relaxed)
+        Urgency::ALL
+            .into_iter()
+            .map(|urgency| self.metrics.triggers_of(urgency).get())
+            .sum()
     }
 
     /// Triggers waiting, by urgency.
@@ -325,20 +324,24 @@ impl TriageMetrics {
     }
 
     fn depth_of(&self, urgency: Urgency) -> Gauge {
-        self.depth
-            .get_or_create(&UrgencyLabels {
-                urgency: urgency.as_str(),
-            })
-            .clone()
+        of(&self.depth, urgency)
     }
 
     fn triggers_of(&self, urgency: Urgency) -> Counter {
-        self.triggers
-            .get_or_create(&UrgencyLabels {
-                urgency: urgency.as_str(),
-            })
-            .clone()
+        of(&self.triggers, urgency)
     }
+}
+
+/// The metric of `family` for `urgency`.
+fn of<M: Clone, C: MetricConstructor<M>>(
+    family: &Family<UrgencyLabels, M, C>,
+    urgency: Urgency,
+) -> M {
+    family
+        .get_or_create(&UrgencyLabels {
+            urgency: urgency.as_str(),
+        })
+        .clone()
 }
 
 impl Default for TriageMetrics {

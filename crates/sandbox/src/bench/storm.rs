@@ -81,7 +81,11 @@ pub enum StormError {
 
 pub async fn run_storm_bench(bench: &StormBench) -> Result<StormReport, StormError> {
     let mut sandbox = Sandbox::start(SandboxConfig::default()).await?;
-    sandbox.start_operator_with(|config| config.concurrency = bench.concurrency)?;
+    let triage = sandbox
+        .start_operator_with(|config| config.concurrency = bench.concurrency)?
+        .context()
+        .triage
+        .clone();
     let api: Api<Platform> = Api::namespaced(sandbox.client(), TEST_NAMESPACE);
     let noise: Vec<String> = (0..bench.noise).map(|i| format!("noise-{i:05}")).collect();
     let mut stack = vec![
@@ -99,10 +103,6 @@ pub async fn run_storm_bench(bench: &StormBench) -> Result<StormReport, StormErr
     apply_all(&api, "bench", 16, platforms).await?;
     wait_all_running(&api, bench.noise + 2).await?;
 
-    let triage = sandbox
-        .operator()
-        .map(|o| o.context().triage.clone())
-        .ok_or(StormError::Timeout("the operator"))?;
     let stop = AtomicBool::new(false);
     let sent = AtomicU64::new(0);
     let storm = storm(sandbox.cluster.store(), &noise, bench.rate, &stop, &sent);
