@@ -22,6 +22,9 @@ use super::model::StopCause;
 use super::own_writes::OwnWrites;
 use super::stopping::stop_causes;
 
+/// How often [`Stores::wait_until_synced`] looks.
+const SYNC_POLL: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// The reflector caches the operator reads from.
 #[derive(Clone)]
 pub struct Stores {
@@ -41,6 +44,16 @@ impl Stores {
             && is_synced(&self.deployments)
             && is_synced(&self.configmaps)
             && is_synced(&self.pods)
+    }
+
+    /// Waits until every cache has done its first list. It looks every few milliseconds
+    /// rather than awaiting `Store::wait_until_ready`: that future keeps only the waker of its
+    /// latest poll, and [`Stores::synced`] (polled from elsewhere with a no-op waker) would
+    /// replace ours, leaving this wait asleep for ever.
+    pub async fn wait_until_synced(&self) {
+        while !self.synced() {
+            tokio::time::sleep(SYNC_POLL).await;
+        }
     }
 
     pub fn platform(&self, key: &NodeKey) -> Option<Arc<Platform>> {

@@ -258,14 +258,7 @@ impl Operator {
 
     /// Waits until every cache has done its first list.
     pub async fn wait_for_caches(&self) {
-        let stores = &self.ctx.stores;
-        let _ = futures::join!(
-            stores.platforms.wait_until_ready(),
-            stores.groups.wait_until_ready(),
-            stores.deployments.wait_until_ready(),
-            stores.configmaps.wait_until_ready(),
-            stores.pods.wait_until_ready(),
-        );
+        self.ctx.stores.wait_until_synced().await;
     }
 
     /// Stops both controllers: reconciles in flight finish, no new ones start.
@@ -409,6 +402,20 @@ fn platform_controller<S: Future<Output = ()> + Send + Sync + 'static>(
     })
     .touched_objects();
 
+    // Every Platform trigger, its own changes included, goes through the triage (the tap
+    // pushes them, see `PlatformTap::observe`): the watch only keeps the cache, so that a
+    // startup wave is served in wave order rather than in listing order.
+    let platform_stream = platform_stream.filter(|_| future::ready(false));
+    // Nothing is handed out before every cache has listed: a reconcile on a partial cache
+    // only requeues itself, and would do so in kube-runtime's order, not the triage's.
+    let stores = ctx.stores.clone();
+    let triage = ctx.triage.clone();
+    let triggers = futures::stream::once(async move {
+        stores.wait_until_synced().await;
+        triage.releases()
+    })
+    .flatten();
+
     Controller::for_stream(platform_stream, ctx.stores.platforms.clone())
         .with_config(config)
         .owns_stream(deployment_stream)
@@ -416,7 +423,7 @@ fn platform_controller<S: Future<Output = ()> + Send + Sync + 'static>(
         // Pods queue their platform through the triage (`observe_pod`: only changes that
         // matter, most urgent first); the controller only keeps their watch running.
         .watches_stream(pod_stream, |_: Pod| None::<ObjectRef<Platform>>)
-        .reconcile_on(ctx.triage.clone().releases())
+        .reconcile_on(triggers)
         .reconcile_all_on(ctx.leadership.became_leader())
         .graceful_shutdown_on(shutdown)
         .run(

@@ -38,6 +38,8 @@ pub struct PlatformTap {
     shapes: HashMap<NodeKey, u64>,
     /// Platforms listed by the re-list under way.
     relisting: HashSet<NodeKey>,
+    /// Their own triggers, in listing order, pushed when the list is done.
+    listed: Vec<(NodeKey, Urgency)>,
 }
 
 impl PlatformTap {
@@ -51,23 +53,42 @@ impl PlatformTap {
             seen: HashMap::new(),
             shapes: HashMap::new(),
             relisting: HashSet::new(),
+            listed: Vec::new(),
         }
     }
 
     pub fn observe(&mut self, event: &watcher::Event<Platform>) {
         match event {
-            watcher::Event::Init => self.relisting.clear(),
+            watcher::Event::Init => {
+                self.relisting.clear();
+                self.listed.clear();
+            }
             watcher::Event::InitApply(platform) => {
                 let key = key_of(platform);
                 self.shapes.insert(key.clone(), shape_signature(platform));
                 self.seen.insert(key.clone(), neighbour_signature(platform));
-                self.relisting.insert(key);
+                self.relisting.insert(key.clone());
+                // Mid-list the topology is partial: only a platform without dependencies is
+                // known to be able to start.
+                let startable = platform.spec.depends_on.is_empty() && not_started(platform);
+                self.listed.push((
+                    key,
+                    if startable {
+                        Urgency::Start
+                    } else {
+                        Urgency::Change
+                    },
+                ));
             }
             watcher::Event::InitDone => {
                 let listed = std::mem::take(&mut self.relisting);
                 self.seen.retain(|key, _| listed.contains(key));
                 self.shapes.retain(|key, _| listed.contains(key));
                 self.ctx.platforms_relisted();
+                // Queued only now: until the list is done the cache does not hold them.
+                for (key, urgency) in std::mem::take(&mut self.listed) {
+                    self.ctx.triage.push(key, urgency);
+                }
             }
             watcher::Event::Apply(platform) => {
                 let key = key_of(platform);
@@ -75,6 +96,8 @@ impl PlatformTap {
                 if self.shapes.insert(key.clone(), shape) != Some(shape) {
                     self.ctx.topology_changed();
                 }
+                let urgency = self.own_urgency(platform, &key);
+                self.ctx.triage.push(key.clone(), urgency);
                 if self.seen.insert(key, signature) != Some(signature) {
                     self.fan_out(platform);
                 }
@@ -90,6 +113,25 @@ impl PlatformTap {
         }
         self.ctx
             .set_tap_entries(self.seen.len().max(self.shapes.len()));
+    }
+
+    /// How soon a platform's own change must be looked at: before routine work when it has
+    /// not started and every dependency is ready (a new platform in a running stack).
+    fn own_urgency(&self, platform: &Platform, key: &NodeKey) -> Urgency {
+        if platform.metadata.deletion_timestamp.is_some() || !not_started(platform) {
+            return Urgency::Change;
+        }
+        let topology = self.ctx.topology();
+        let startable = topology
+            .graph
+            .dependencies(key)
+            .iter()
+            .all(|dependency| super::observe::is_ready(&self.ctx, &topology, dependency));
+        if startable {
+            Urgency::Start
+        } else {
+            Urgency::Change
+        }
     }
 
     fn fan_out(&self, platform: &Platform) {
@@ -142,22 +184,29 @@ impl DeploymentTap {
                 self.ctx.own_writes.deployment_seen(&key, d);
                 let ready = running(d);
                 if self.ready.insert(key.clone(), ready) != Some(ready) {
-                    self.queue_dependents(&key);
+                    self.queue_dependents(&key, ready);
                 }
             }
             watcher::Event::Delete(d) => {
                 let key = key(d);
                 self.ctx.own_writes.deployment_deleted(&key);
                 if self.ready.remove(&key) == Some(true) {
-                    self.queue_dependents(&key);
+                    self.queue_dependents(&key, false);
                 }
             }
         }
     }
 
-    fn queue_dependents(&self, platform: &NodeKey) {
+    /// A workload that became ready may let its dependents start (see [`Urgency::Start`]);
+    /// one that stopped being ready is routine for them until its platform fails.
+    fn queue_dependents(&self, platform: &NodeKey, ready: bool) {
+        let urgency = if ready {
+            Urgency::Start
+        } else {
+            Urgency::Change
+        };
         for dependent in self.ctx.topology().graph.dependents(platform) {
-            self.ctx.triage.push(dependent, Urgency::Change);
+            self.ctx.triage.push(dependent, urgency);
         }
     }
 
@@ -383,9 +432,19 @@ fn neighbour_urgency(changed: &Platform) -> Urgency {
             .is_some();
     if failed {
         Urgency::DependencyFailure
+    } else if status.and_then(|s| s.phase) == Some(Phase::Running) {
+        Urgency::Start
     } else {
         Urgency::Change
     }
+}
+
+/// Not yet started: no phase, or still pending or waiting for its dependencies.
+fn not_started(platform: &Platform) -> bool {
+    matches!(
+        platform.status.as_ref().and_then(|s| s.phase),
+        None | Some(Phase::Pending | Phase::WaitingForDependencies)
+    )
 }
 
 /// How urgently a pod's change must be looked at: a pod that is OOM-killed, or not ready, or

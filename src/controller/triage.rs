@@ -35,15 +35,20 @@ pub enum Urgency {
     Health,
     /// A pod was OOM-killed, or usage crossed its threshold.
     Resource,
+    /// The platform may start now: it has no dependencies, or one just became ready. Ahead
+    /// of routine work so that a startup wave does not wait behind the first look at every
+    /// platform still blocked.
+    Start,
     /// Anything else: a neighbour's state, a group, a healthy pod's update.
     Change,
 }
 
 impl Urgency {
-    pub const ALL: [Urgency; 4] = [
+    pub const ALL: [Urgency; 5] = [
         Urgency::DependencyFailure,
         Urgency::Health,
         Urgency::Resource,
+        Urgency::Start,
         Urgency::Change,
     ];
 
@@ -52,6 +57,7 @@ impl Urgency {
             Urgency::DependencyFailure => "dependency_failure",
             Urgency::Health => "health",
             Urgency::Resource => "resource",
+            Urgency::Start => "start",
             Urgency::Change => "change",
         }
     }
@@ -256,8 +262,8 @@ impl Triage {
     }
 
     /// Triggers waiting, by urgency.
-    pub fn depth(&self) -> [usize; 4] {
-        let mut depth = [0; 4];
+    pub fn depth(&self) -> [usize; Urgency::ALL.len()] {
+        let mut depth = [0; Urgency::ALL.len()];
         for queued in self.state().queued.values() {
             depth[queued.urgency.index()] += 1;
         }

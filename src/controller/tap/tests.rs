@@ -135,6 +135,14 @@ fn signatures_are_equal_for_equal_platforms() {
 /// A context over caches holding `platforms` and `groups`, with a client that never connects
 /// (building it needs a Tokio runtime, not a server).
 fn context(platforms: &[Platform], groups: &[PlatformGroup]) -> (Arc<Context>, Writer<Platform>) {
+    context_with(platforms, groups, &[])
+}
+
+fn context_with(
+    platforms: &[Platform],
+    groups: &[PlatformGroup],
+    deployments: &[Deployment],
+) -> (Arc<Context>, Writer<Platform>) {
     fn filled<K>(objects: &[K]) -> (reflector::Store<K>, Writer<K>)
     where
         K: kube::Resource<DynamicType = ()> + Clone + 'static,
@@ -149,7 +157,7 @@ fn context(platforms: &[Platform], groups: &[PlatformGroup]) -> (Arc<Context>, W
     let stores = Stores {
         platforms: platform_store,
         groups: filled(groups).0,
-        deployments: filled::<Deployment>(&[]).0,
+        deployments: filled(deployments).0,
         configmaps: filled::<ConfigMap>(&[]).0,
         pods: filled::<Pod>(&[]).0,
     };
@@ -246,18 +254,29 @@ async fn only_changes_neighbours_react_to_are_fanned_out() {
     let stack = group("stack").selecting("stack", "s").build();
     let (ctx, _) = context(&[a.clone(), b], &[stack]);
     let mut h = Harness::new(&ctx);
-    let expected = (vec!["b".to_string()], vec!["stack".to_string()]);
+    // The changed platform itself is always queued (its own trigger), its neighbours only
+    // when something they react to changed.
+    let expected = (
+        vec!["a".to_string(), "b".to_string()],
+        vec!["stack".to_string()],
+    );
+    let only_itself = (vec!["a".to_string()], vec![]);
 
     h.tap.observe(&watcher::Event::Apply(a.clone()));
-    assert_eq!(h.queued(), expected, "first sight");
+    // a is running: b may start, so it goes first.
+    let b_first = (
+        vec!["b".to_string(), "a".to_string()],
+        vec!["stack".to_string()],
+    );
+    assert_eq!(h.queued(), b_first, "first sight");
     h.tap.observe(&watcher::Event::Apply(a.clone()));
-    assert_eq!(h.queued(), (vec![], vec![]), "the same again");
+    assert_eq!(h.queued(), only_itself, "the same again");
 
     let mut message_only = a.clone();
     ready(&mut message_only).message = "still fine".into();
     message_only.metadata.resource_version = Some("101".into());
     h.tap.observe(&watcher::Event::Apply(message_only));
-    assert_eq!(h.queued(), (vec![], vec![]), "a message alone");
+    assert_eq!(h.queued(), only_itself, "a message alone");
 
     let mut degraded = a.clone();
     status(&mut degraded).phase = Some(Phase::Degraded);
@@ -445,4 +464,78 @@ async fn a_workload_becoming_ready_or_unready_queues_the_dependents_only_then() 
     tap.observe(&watcher::Event::Delete(deployment("a", 0, 0)));
     assert!(drain(&ctx).is_empty(), "it was not ready");
     assert_eq!(tap.entries(), 0);
+}
+
+/// Drains the triage: (name, urgency) in release order.
+fn drain_with_urgency(ctx: &Context) -> Vec<(String, Urgency)> {
+    std::iter::from_fn(|| ctx.triage.try_release())
+        .map(|(platform, release)| {
+            ctx.triage.finished(&platform);
+            (platform.name, release.urgency)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_startup_wave_goes_ahead_of_the_first_look_at_blocked_platforms() {
+    // Listed in name order, dependents first; nothing has a status yet.
+    let fresh = |builder: PlatformBuilder| {
+        let mut p = seen(builder);
+        p.status = None;
+        p
+    };
+    let platforms = [
+        fresh(platform("a-app").depends_on(["z-db"])),
+        fresh(platform("b-app").depends_on(["z-db"])),
+        fresh(platform("z-db")),
+    ];
+    let (ctx, _) = context(&platforms, &[]);
+    let mut h = Harness::new(&ctx);
+    h.tap.observe(&watcher::Event::Init);
+    for p in &platforms {
+        h.tap.observe(&watcher::Event::InitApply(p.clone()));
+    }
+    h.tap.observe(&watcher::Event::InitDone);
+    assert_eq!(
+        drain_with_urgency(&ctx),
+        [
+            ("z-db".to_string(), Urgency::Start),
+            ("a-app".to_string(), Urgency::Change),
+            ("b-app".to_string(), Urgency::Change),
+        ],
+        "the platform without dependencies first, whatever the listing order"
+    );
+
+    // A routine change waits; z-db's workload becoming ready lets its dependents go first.
+    ctx.triage
+        .push(NodeKey::new(TEST_NAMESPACE, "x-other"), Urgency::Change);
+    let mut deployments = DeploymentTap::new(ctx.clone());
+    deployments.observe(&watcher::Event::Apply(deployment("z-db", 1, 1)));
+    assert_eq!(
+        drain_with_urgency(&ctx),
+        [
+            ("a-app".to_string(), Urgency::Start),
+            ("b-app".to_string(), Urgency::Start),
+            ("x-other".to_string(), Urgency::Change),
+        ]
+    );
+
+    // A platform created in a running stack whose dependencies are ready may start at once.
+    let mut running_db = seen(platform("z-db"));
+    running_db.metadata.resource_version = Some("101".into());
+    let late = fresh(platform("c-app").depends_on(["z-db"]));
+    let (ctx, _) = context_with(
+        &[running_db, late.clone()],
+        &[],
+        &[deployment("z-db", 1, 1)],
+    );
+    let mut h = Harness::new(&ctx);
+    h.tap.observe(&watcher::Event::Apply(late));
+    assert_eq!(
+        drain_with_urgency(&ctx),
+        [
+            ("c-app".to_string(), Urgency::Start),
+            ("z-db".to_string(), Urgency::Change),
+        ]
+    );
 }

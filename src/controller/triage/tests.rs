@@ -37,9 +37,9 @@ fn many_triggers_for_one_platform_are_one_entry_at_the_highest_urgency() {
     }
     triage.push(key("b"), Urgency::Health);
     triage.push(key("b"), Urgency::Change);
-    assert_eq!(triage.depth(), [0, 1, 0, 1]);
+    assert_eq!(triage.depth(), [0, 1, 0, 0, 1]);
     assert_eq!(names(&triage), ["b", "a"]);
-    assert_eq!(triage.depth(), [0; 4]);
+    assert_eq!(triage.depth(), [0; 5]);
 }
 
 #[test]
