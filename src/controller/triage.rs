@@ -93,8 +93,8 @@ struct Queued {
 struct State {
     queued: HashMap<NodeKey, Queued>,
     order: BTreeSet<(Urgency, u64, NodeKey)>,
-    /// Handed to the controller and not yet reported finished.
-    handed: HashMap<NodeKey, Instant>,
+    /// Handed to the controller and not yet reported finished: when, and whether routine.
+    handed: HashMap<NodeKey, (Instant, bool)>,
     next_seq: u64,
     /// The latest urgent releases (not `Change`), oldest first: what went ahead of what.
     urgent: VecDeque<(NodeKey, Release)>,
@@ -120,6 +120,13 @@ impl Triage {
             capacity: capacity.max(1),
             metrics,
         })
+    }
+
+    /// Routine triggers handed out at once: a quarter of the room (at least one), so that a
+    /// backlog of routine work (the first look at a thousand blocked platforms, a storm of
+    /// re-checks) leaves the rest to what is urgent, in the controller and at the API server.
+    fn routine_capacity(&self) -> usize {
+        (self.capacity / 4).max(1)
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -171,7 +178,7 @@ impl Triage {
         let now = Instant::now();
         state
             .handed
-            .retain(|_, at| now.duration_since(*at) < HANDED_TIMEOUT);
+            .retain(|_, (at, _)| now.duration_since(*at) < HANDED_TIMEOUT);
         if state.handed.len() >= self.capacity {
             return None;
         }
@@ -180,6 +187,10 @@ impl Triage {
             .iter()
             .find(|(_, _, platform)| !state.handed.contains_key(platform))
             .cloned()?;
+        let routine = urgency == Urgency::Change;
+        if routine && state.handed.values().filter(|(_, r)| *r).count() >= self.routine_capacity() {
+            return None;
+        }
         state.order.remove(&(urgency, seq, platform.clone()));
         let queued = state.queued.remove(&platform)?;
         // Counted only for the rarer urgent releases: a scan of the queue each.
@@ -197,7 +208,7 @@ impl Triage {
             waited: now.duration_since(queued.since),
             overtook,
         };
-        state.handed.insert(platform.clone(), now);
+        state.handed.insert(platform.clone(), (now, routine));
         if urgency != Urgency::Change {
             if state.urgent.len() == URGENT_KEPT {
                 state.urgent.pop_front();

@@ -46,7 +46,7 @@ fn many_triggers_for_one_platform_are_one_entry_at_the_highest_urgency() {
 fn no_more_than_capacity_is_handed_out_and_a_finish_makes_room() {
     let triage = Triage::new(2, TriageMetrics::default());
     for name in ["a", "b", "c"] {
-        triage.push(key(name), Urgency::Change);
+        triage.push(key(name), Urgency::Health);
     }
     let first = triage.try_release().map(|(k, _)| k.name);
     let second = triage.try_release().map(|(k, _)| k.name);
@@ -64,7 +64,7 @@ fn no_more_than_capacity_is_handed_out_and_a_finish_makes_room() {
 
 #[test]
 fn a_platform_still_being_served_waits_and_does_not_block_the_others() {
-    let triage = Triage::new(4, TriageMetrics::default());
+    let triage = Triage::new(8, TriageMetrics::default());
     triage.push(key("a"), Urgency::Change);
     assert_eq!(
         triage.try_release().map(|(k, _)| k.name).as_deref(),
@@ -121,4 +121,30 @@ async fn the_stream_waits_for_a_push_and_for_room() {
     triage.finished(&key("a"));
     let second = releases.next().await.map(|r| r.name);
     assert_eq!(second.as_deref(), Some("b"));
+}
+
+#[test]
+fn routine_work_takes_at_most_a_quarter_of_the_room() {
+    let triage = Triage::new(8, TriageMetrics::default());
+    for i in 0..10 {
+        triage.push(key(&format!("blocked-{i}")), Urgency::Change);
+    }
+    let handed: Vec<_> = std::iter::from_fn(|| triage.try_release()).collect();
+    assert_eq!(handed.len(), 2, "a quarter of 8");
+
+    // What may start, or failed, still finds room.
+    triage.push(key("startable"), Urgency::Start);
+    triage.push(key("failed"), Urgency::DependencyFailure);
+    let urgent: Vec<_> = std::iter::from_fn(|| triage.try_release())
+        .map(|(k, _)| k.name)
+        .collect();
+    assert_eq!(urgent, ["failed", "startable"]);
+
+    triage.finished(&handed[0].0);
+    assert_eq!(
+        triage.try_release().map(|(k, _)| k.name).as_deref(),
+        Some("blocked-2"),
+        "a routine finish makes room for the next routine trigger"
+    );
+    assert!(triage.try_release().is_none());
 }
