@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::runtime::reflector::{ObjectRef, Store};
 
@@ -153,6 +154,8 @@ pub struct Context {
     start_slots: Mutex<HashMap<NodeKey, BTreeSet<NodeKey>>>,
     /// Entries in the platform watch tap's change signatures (kept there, counted here).
     tap_entries: AtomicUsize,
+    /// Platforms whose status keeps showing blockers that became ready, and since when.
+    held_blockers: Mutex<HashMap<NodeKey, Timestamp>>,
 }
 
 /// How many entries the operator's in-memory tables hold; each must shrink when objects go.
@@ -165,6 +168,8 @@ pub struct TableSizes {
     pub start_slots: usize,
     /// Platforms whose change signatures the watch tap keeps.
     pub tap_signatures: usize,
+    /// Platforms whose status keeps showing blockers that became ready.
+    pub held_blockers: usize,
 }
 
 impl Context {
@@ -194,6 +199,7 @@ impl Context {
             pod_index: Mutex::new(HashMap::new()),
             start_slots: Mutex::new(HashMap::new()),
             tap_entries: AtomicUsize::new(0),
+            held_blockers: Mutex::default(),
         }
     }
 
@@ -204,7 +210,30 @@ impl Context {
     }
 
     /// Forgets everything kept about a deleted platform.
+    /// Since when `key`'s status has kept showing blockers that became ready.
+    pub fn blockers_held_since(&self, key: &NodeKey) -> Option<Timestamp> {
+        self.held_blockers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .copied()
+    }
+
+    /// Records what a plan did about blockers that became ready: held since `since`, or shown.
+    pub fn hold_blockers(&self, key: &NodeKey, since: Option<Timestamp>) {
+        let mut held = self.held_blockers.lock().unwrap_or_else(|p| p.into_inner());
+        match since {
+            Some(since) => {
+                held.insert(key.clone(), since);
+            }
+            None => {
+                held.remove(key);
+            }
+        }
+    }
+
     pub fn forget(&self, key: &NodeKey) {
+        self.hold_blockers(key, None);
         self.own_writes.forget(key);
         self.warnings.forget(key);
         self.release_slot(key);
@@ -225,6 +254,10 @@ impl Context {
         }
         slots.retain(|_, members| !members.is_empty());
         drop(slots);
+        self.held_blockers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|key, _| exists(key));
         self.topology_changed();
     }
 
@@ -245,6 +278,11 @@ impl Context {
                 .map(BTreeSet::len)
                 .sum(),
             tap_signatures: self.tap_entries.load(Ordering::Relaxed),
+            held_blockers: self
+                .held_blockers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .len(),
         }
     }
 

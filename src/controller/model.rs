@@ -191,6 +191,9 @@ pub struct Observed {
     pub usage_threshold: f64,
     /// Recent Warning Events on its pods (evidence of what supervision finds).
     pub warnings: Vec<super::warnings::PodWarning>,
+    /// Since when its status has kept showing blockers that became ready (see
+    /// `plan::BLOCKERS_GRACE`), if it does.
+    pub blockers_held_since: Option<Timestamp>,
 }
 
 #[cfg(test)]
@@ -218,6 +221,7 @@ impl Observed {
             usage_known: None,
             usage_threshold: super::usage::DEFAULT_USAGE_THRESHOLD,
             warnings: Vec::new(),
+            blockers_held_since: None,
         }
     }
 }

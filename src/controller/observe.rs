@@ -89,6 +89,7 @@ pub fn observe(ctx: &Context, platform: &Platform, key: &NodeKey) -> Observed {
         usage_known: ctx.usage.available(),
         usage_threshold: ctx.usage_threshold,
         warnings: ctx.warnings.recent(key, now),
+        blockers_held_since: ctx.blockers_held_since(key),
     }
 }
 

@@ -5,10 +5,12 @@
 //! reconcile shell carries the plan out and commits its bookkeeping; nothing here talks to the
 //! cluster or to shared tables.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 
 use crate::crd::{Phase, PlatformStatus};
@@ -50,13 +52,27 @@ pub struct Plan {
     /// Alerts to send once the status is written.
     pub alerts: Vec<AlertNote>,
     pub requeue_after: Option<Duration>,
+    /// Since when the status has kept showing blockers that became ready, while it does.
+    pub blockers_held_since: Option<Timestamp>,
     /// The decision the plan was made from (phase, message), for logs and tests.
     pub decision: Decision,
 }
 
+/// How long a platform that still waits keeps showing, in its status, blockers that became
+/// ready meanwhile. In a startup wave a platform's dependencies become ready within moments
+/// of each other; showing each one go would cost a status write per platform for a list
+/// that is about to be empty (the start's own write clears it).
+pub const BLOCKERS_GRACE: Duration = Duration::from_secs(2);
+
 /// The plan for one snapshot.
 pub fn plan(observed: &Observed) -> Plan {
+    let held = held_blockers(observed);
+    let observed = held.as_ref().map_or(observed, |(view, _)| view);
     let mut decision = decide(observed);
+    if let Some((_, since)) = &held {
+        let left = BLOCKERS_GRACE.saturating_sub(elapsed(*since, observed.now));
+        decision.requeue_after = Some(decision.requeue_after.map_or(left, |r| r.min(left)));
+    }
     let mut config_map = None;
     let mut deployment = None;
     if let Some(replicas) = decision.replicas {
@@ -113,8 +129,42 @@ pub fn plan(observed: &Observed) -> Plan {
         restart_requests,
         alerts: decision.alerts.clone(),
         requeue_after: decision.requeue_after,
+        blockers_held_since: held.map(|(_, since)| since),
         decision,
     }
+}
+
+/// While a waiting platform's blockers only shrink, and for at most [`BLOCKERS_GRACE`], the
+/// snapshot as its status last showed them: those that became ready still count as not
+/// ready. Nothing else changes (it waits either way), and then since when they are held.
+fn held_blockers(observed: &Observed) -> Option<(Observed, Timestamp)> {
+    let shown = observed.platform.status.as_ref()?;
+    if shown.phase != Some(Phase::WaitingForDependencies) || observed.block.is_some() {
+        return None;
+    }
+    let shown: BTreeSet<&str> = shown.blocked_by.iter().map(String::as_str).collect();
+    let unready: BTreeSet<&str> = observed
+        .dependencies
+        .iter()
+        .filter(|d| !d.ready)
+        .map(|d| d.key.name.as_str())
+        .collect();
+    if unready.is_empty() || unready.len() == shown.len() || !unready.is_subset(&shown) {
+        return None;
+    }
+    let since = observed.blockers_held_since.unwrap_or(observed.now);
+    if elapsed(since, observed.now) >= BLOCKERS_GRACE {
+        return None;
+    }
+    let mut view = observed.clone();
+    for dependency in &mut view.dependencies {
+        dependency.ready &= !shown.contains(dependency.key.name.as_str());
+    }
+    Some((view, since))
+}
+
+fn elapsed(since: Timestamp, now: Timestamp) -> Duration {
+    Duration::try_from(now.duration_since(since)).unwrap_or_default()
 }
 
 fn desired_workload(

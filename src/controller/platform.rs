@@ -99,6 +99,7 @@ async fn execute(ctx: &Context, observed: &Observed, plan: Plan) -> Result<Reque
             .remember_platform(key, versions.clone(), updated);
     }
     drop(claim);
+    ctx.hold_blockers(key, plan.blockers_held_since);
     for action in &plan.audit {
         audit(ctx, platform, action).await;
     }

@@ -219,3 +219,62 @@ fn an_invalid_workload_is_reported_while_waiting_for_dependencies() {
     assert!(plan.deployment.is_none());
     assert_eq!(ready_condition(&plan).1, "InvalidSpec");
 }
+
+fn waiting_on(names: &[(&str, bool)]) -> Observed {
+    let dependencies: Vec<&str> = names.iter().map(|(n, _)| *n).collect();
+    let mut o = observed(platform("c").depends_on(dependencies).build());
+    o.dependencies = names
+        .iter()
+        .map(|(name, ready)| DependencyState {
+            key: key(name),
+            ready: *ready,
+        })
+        .collect();
+    o
+}
+
+fn blocked_by(plan: &Plan) -> Vec<String> {
+    plan.status
+        .as_ref()
+        .expect("a status write")
+        .blocked_by
+        .clone()
+}
+
+#[test]
+fn blockers_that_become_ready_stay_shown_for_a_moment_while_others_remain() {
+    let first = plan(&waiting_on(&[("a", false), ("b", false)]));
+    assert_eq!(blocked_by(&first), ["a", "b"]);
+    assert_eq!(first.blockers_held_since, None);
+
+    // a becomes ready, b not yet: no write, a look again when the grace ends.
+    let mut o = waiting_on(&[("a", true), ("b", false)]);
+    o.platform.status = first.status.clone();
+    let held = plan(&o);
+    assert!(held.status.is_none(), "{:?}", held.status);
+    assert_eq!(held.blockers_held_since, Some(o.now));
+    assert_eq!(held.requeue_after, Some(BLOCKERS_GRACE));
+
+    // b becomes ready within the grace: the start's own write clears the list.
+    let mut both = waiting_on(&[("a", true), ("b", true)]);
+    both.platform.status = first.status.clone();
+    both.blockers_held_since = held.blockers_held_since;
+    both.now = o.now + Duration::from_millis(500);
+    let start = plan(&both);
+    assert!(start.deployment.is_some());
+    assert!(blocked_by(&start).is_empty());
+    assert_eq!(start.blockers_held_since, None);
+
+    // b still not ready when the grace ends: the shorter list is written.
+    let mut late = o.clone();
+    late.blockers_held_since = held.blockers_held_since;
+    late.now = o.now + BLOCKERS_GRACE;
+    let shrunk = plan(&late);
+    assert_eq!(blocked_by(&shrunk), ["b"]);
+    assert_eq!(shrunk.blockers_held_since, None);
+
+    // A new blocker is shown at once.
+    let mut grown = waiting_on(&[("a", true), ("b", false), ("d", false)]);
+    grown.platform.status = shrunk.status.clone();
+    assert_eq!(blocked_by(&plan(&grown)), ["b", "d"]);
+}
