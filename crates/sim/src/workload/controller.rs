@@ -22,7 +22,7 @@ use kube::{Api, Client};
 use tokio::sync::{Notify, watch};
 
 use super::events::{EventType, Note, Recorder, reference};
-use super::observe::{cache, sleep_until, stopped};
+use super::observe::{any_change, cache, pod_digest, sleep_until, stopped};
 use super::pod_status::json_subset;
 use super::pods::{is_terminating, owned_pods, pod_from_template, pod_name};
 use super::rollout::{Plan, plan};
@@ -106,8 +106,8 @@ impl DeploymentController {
     pub(super) async fn run(mut self, mut stop: watch::Receiver<bool>) {
         let wake = Arc::new(Notify::new());
         let (deployments, deployment_task) =
-            cache(Api::<Deployment>::all(self.client.clone()), wake.clone());
-        let (pods, pod_task) = cache(Api::<Pod>::all(self.client.clone()), wake.clone());
+            cache(Api::<Deployment>::all(self.client.clone()), wake.clone(), any_change);
+        let (pods, pod_task) = cache(Api::<Pod>::all(self.client.clone()), wake.clone(), pod_digest);
         tokio::select! {
             _ = async {
                 let _ = deployments.wait_until_ready().await;

@@ -18,7 +18,7 @@ use kube::{Api, Client};
 use tokio::sync::{Notify, watch};
 
 use super::events::{EventType, Note, Recorder, reference};
-use super::observe::{cache, sleep_until, stopped};
+use super::observe::{cache, pod_digest, sleep_until, stopped};
 use super::pod_status::{Placement, json_subset, pod_status};
 use super::quantity::Resource;
 use super::script::{PodScript, parse_script};
@@ -90,7 +90,7 @@ impl Kubelet {
 
     pub(super) async fn run(self, mut stop: watch::Receiver<bool>) {
         let wake = Arc::new(Notify::new());
-        let (store, watch_task) = cache(Api::<Pod>::all(self.client.clone()), wake.clone());
+        let (store, watch_task) = cache(Api::<Pod>::all(self.client.clone()), wake.clone(), pod_digest);
         tokio::select! {
             _ = store.wait_until_ready() => {}
             _ = stopped(&mut stop) => {
