@@ -105,9 +105,16 @@ impl DeploymentController {
 
     pub(super) async fn run(mut self, mut stop: watch::Receiver<bool>) {
         let wake = Arc::new(Notify::new());
-        let (deployments, deployment_task) =
-            cache(Api::<Deployment>::all(self.client.clone()), wake.clone(), any_change);
-        let (pods, pod_task) = cache(Api::<Pod>::all(self.client.clone()), wake.clone(), pod_digest);
+        let (deployments, deployment_task) = cache(
+            Api::<Deployment>::all(self.client.clone()),
+            wake.clone(),
+            any_change,
+        );
+        let (pods, pod_task) = cache(
+            Api::<Pod>::all(self.client.clone()),
+            wake.clone(),
+            pod_digest,
+        );
         tokio::select! {
             _ = async {
                 let _ = deployments.wait_until_ready().await;

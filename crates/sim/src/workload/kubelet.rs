@@ -90,7 +90,11 @@ impl Kubelet {
 
     pub(super) async fn run(self, mut stop: watch::Receiver<bool>) {
         let wake = Arc::new(Notify::new());
-        let (store, watch_task) = cache(Api::<Pod>::all(self.client.clone()), wake.clone(), pod_digest);
+        let (store, watch_task) = cache(
+            Api::<Pod>::all(self.client.clone()),
+            wake.clone(),
+            pod_digest,
+        );
         tokio::select! {
             _ = store.wait_until_ready() => {}
             _ = stopped(&mut stop) => {
