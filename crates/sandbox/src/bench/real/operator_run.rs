@@ -113,14 +113,34 @@ pub(super) async fn run(
     let _ = child.wait();
     if converged.is_err() {
         // What the operator did until then, for a look at why it did not converge.
+        // Layers all Ready, each with when its last platform became Ready.
+        let complete: Vec<String> = layers
+            .iter()
+            .map_while(|layer| {
+                let ready: Vec<&Instant> = layer
+                    .iter()
+                    .filter_map(|name| tally.ready.get(*name))
+                    .collect();
+                let last = ready.iter().max().filter(|_| ready.len() == layer.len())?;
+                Some(format!(
+                    "{:.1}",
+                    last.saturating_duration_since(start).as_secs_f64()
+                ))
+            })
+            .collect();
         say!(
             "operator until the failure: {} requests by class {:?}, {:.1} CPU-s, peak RSS {:.0} \
-             MiB; {} platform writes; its log: {}",
+             MiB, at most {} sockets; {} platform writes; {} of {} layers all Ready (at {} s); \
+             its log: {}",
             requests.total(),
             requests.by_class,
             samples.cpu_seconds,
             samples.peak_rss_mb,
+            samples.peak_sockets,
             tally.modified.len(),
+            complete.len(),
+            layers.len(),
+            complete.join(", "),
             log.display()
         );
     }
