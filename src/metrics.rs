@@ -104,6 +104,9 @@ pub struct Metrics {
     pub control_actions: Family<ControlActionLabels, Counter>,
     /// The reconcile trigger queue's depth, waits and throughput.
     pub triage: crate::controller::triage::TriageMetrics,
+    /// Events waiting to be published (set on each scrape): a full queue holds every
+    /// reconcile that audits an action.
+    pub event_queue_depth: Gauge,
     /// Serialises scrapes: the phase gauges are set from the cache, then encoded.
     scrape: Mutex<()>,
 }
@@ -172,6 +175,12 @@ impl Default for Metrics {
             control_actions.clone(),
         );
         let triage = crate::controller::triage::TriageMetrics::register(&mut registry);
+        let event_queue_depth = Gauge::default();
+        registry.register(
+            "event_queue_depth",
+            "Kubernetes Events waiting to be published (audit Events wait for room when it is full)",
+            event_queue_depth.clone(),
+        );
         registry.register(
             "kube_requests",
             "Requests of the operator's kube clients to the API server, by answer class",
@@ -180,6 +189,7 @@ impl Default for Metrics {
         Metrics {
             registry,
             triage,
+            event_queue_depth,
             alert_deliveries,
             control_actions,
             reconciles,
@@ -249,6 +259,7 @@ mod tests {
             page.contains("pmp_kube_requests_total{class=\"5xx\"}"),
             "{page}"
         );
+        assert!(page.contains("pmp_event_queue_depth 0"), "{page}");
         assert!(page.ends_with("# EOF\n"), "{page}");
     }
 }

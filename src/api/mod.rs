@@ -509,7 +509,11 @@ async fn metrics(State(state): State<ApiState>) -> Response {
         .into_iter()
         .map(|p| p.status.as_ref().and_then(|s| s.phase).unwrap_or_default())
         .collect::<Vec<_>>();
-    let page = state.ctx.metrics.render(phases.into_iter());
+    let metrics = &state.ctx.metrics;
+    metrics
+        .event_queue_depth
+        .set(i64::try_from(state.ctx.events.depth()).unwrap_or(i64::MAX));
+    let page = metrics.render(phases.into_iter());
     ([(header::CONTENT_TYPE, crate::metrics::OPENMETRICS)], page).into_response()
 }
 

@@ -63,6 +63,11 @@ impl EventQueue {
         (Self { queue }, receiver)
     }
 
+    /// Events waiting to be published.
+    pub fn depth(&self) -> usize {
+        self.queue.max_capacity() - self.queue.capacity()
+    }
+
     /// Queues an audit Event, waiting while the queue is full.
     pub async fn audit(&self, reference: ObjectReference, event: Event) {
         if self
@@ -181,3 +186,6 @@ fn object_reference(stores: &Stores, failure: &Failure) -> Option<ObjectReferenc
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -103,6 +103,8 @@ pub struct RealReport {
     pub operator_5xx: u64,
     pub operator_429: u64,
     pub operator_requests_by_class: BTreeMap<String, u64>,
+    /// Most Events waiting in the operator's queue at one scrape (its capacity is 1,024).
+    pub operator_event_queue_peak: u64,
     pub kube_qps: f64,
     pub kube_burst: u32,
     pub concurrency: u16,
@@ -330,6 +332,7 @@ pub async fn run_real_bench(bench: &RealBench) -> Result<RealReport, RealError> 
         operator_5xx: run.requests.class("5xx"),
         operator_429: run.requests.class("429"),
         operator_requests_by_class: run.requests.by_class.clone(),
+        operator_event_queue_peak: run.requests.peak_event_queue,
         kube_qps: bench.operator.kube_qps,
         kube_burst: bench.operator.kube_burst,
         concurrency: bench.operator.concurrency,

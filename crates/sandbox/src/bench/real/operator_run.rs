@@ -130,13 +130,14 @@ pub(super) async fn run(
             .collect();
         say!(
             "operator until the failure: {} requests by class {:?}, {:.1} CPU-s, peak RSS {:.0} \
-             MiB, at most {} sockets; {} platform writes; {} of {} layers all Ready (at {} s); \
-             its log: {}",
+             MiB, at most {} sockets, at most {} Events waiting; {} platform writes; {} of {} \
+             layers all Ready (at {} s); its log: {}",
             requests.total(),
             requests.by_class,
             samples.cpu_seconds,
             samples.peak_rss_mb,
             samples.peak_sockets,
+            requests.peak_event_queue,
             tally.modified.len(),
             complete.len(),
             layers.len(),

@@ -14,6 +14,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 const COUNTER: &str = "pmp_kube_requests_total";
+const EVENT_QUEUE: &str = "pmp_event_queue_depth";
 const EVERY: Duration = Duration::from_millis(500);
 
 /// What the scrapes showed.
@@ -25,6 +26,8 @@ pub(super) struct RequestCounts {
     pub peak_per_second: f64,
     /// Scrapes that got no page (before the operator listens, or while it is too busy).
     pub failed_scrapes: usize,
+    /// Most Events waiting to be published in one scrape (`pmp_event_queue_depth`).
+    pub peak_event_queue: u64,
 }
 
 impl RequestCounts {
@@ -57,7 +60,8 @@ impl Scraper {
             loop {
                 let last = stopping.load(Ordering::Relaxed);
                 match scrape(&client, &url).await {
-                    Some(by_class) => {
+                    Some((by_class, event_queue)) => {
+                        counts.peak_event_queue = counts.peak_event_queue.max(event_queue);
                         let now = Instant::now();
                         let total = by_class.values().sum();
                         counts.by_class = by_class;
@@ -94,10 +98,11 @@ impl Scraper {
     }
 }
 
+/// The request counts by class, and the Events waiting to be published.
 async fn scrape(
     client: &Client<HttpConnector, Empty<Bytes>>,
     url: &str,
-) -> Option<BTreeMap<String, u64>> {
+) -> Option<(BTreeMap<String, u64>, u64)> {
     let uri: http::Uri = url.parse().ok()?;
     let answer = tokio::time::timeout(Duration::from_secs(5), client.get(uri))
         .await
@@ -108,7 +113,17 @@ async fn scrape(
     }
     let body = answer.into_body().collect().await.ok()?.to_bytes();
     let page = std::str::from_utf8(&body).ok()?;
-    Some(parse_counts(page))
+    Some((parse_counts(page), parse_gauge(page, EVENT_QUEUE)))
+}
+
+/// The value of the unlabelled gauge `name` (0 when the page has none).
+fn parse_gauge(page: &str, name: &str) -> u64 {
+    page.lines()
+        .find_map(|line| {
+            let value = line.strip_prefix(name)?.strip_prefix(' ')?;
+            value.trim().parse::<f64>().ok()
+        })
+        .map_or(0, |value| value as u64)
 }
 
 /// `pmp_kube_requests_total{class="5xx"} 3` lines into class → count.
@@ -126,6 +141,13 @@ fn parse_counts(page: &str) -> BTreeMap<String, u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_event_queue_gauge_is_read_alone() {
+        let page = "pmp_event_queue_depth_total 9\npmp_event_queue_depth 1024\n";
+        assert_eq!(parse_gauge(page, EVENT_QUEUE), 1024);
+        assert_eq!(parse_gauge("", EVENT_QUEUE), 0);
+    }
 
     #[test]
     fn only_the_request_counter_is_read() {
