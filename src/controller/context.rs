@@ -209,7 +209,6 @@ impl Context {
         self.own_writes.deployment(key, self.stores.deployment(key))
     }
 
-    /// Forgets everything kept about a deleted platform.
     /// Since when `key`'s status has kept showing blockers that became ready.
     pub fn blockers_held_since(&self, key: &NodeKey) -> Option<Timestamp> {
         self.held_blockers
@@ -232,6 +231,7 @@ impl Context {
         }
     }
 
+    /// Forgets everything kept about a deleted platform.
     pub fn forget(&self, key: &NodeKey) {
         self.hold_blockers(key, None);
         self.own_writes.forget(key);

@@ -71,14 +71,7 @@ impl PlatformTap {
                 // Mid-list the topology is partial: only a platform without dependencies is
                 // known to be able to start.
                 let startable = platform.spec.depends_on.is_empty() && not_started(platform);
-                self.listed.push((
-                    key,
-                    if startable {
-                        Urgency::Start
-                    } else {
-                        Urgency::Change
-                    },
-                ));
+                self.listed.push((key, Urgency::start_if(startable)));
             }
             watcher::Event::InitDone => {
                 let listed = std::mem::take(&mut self.relisting);
@@ -127,11 +120,7 @@ impl PlatformTap {
             .dependencies(key)
             .iter()
             .all(|dependency| super::observe::is_ready(&self.ctx, &topology, dependency));
-        if startable {
-            Urgency::Start
-        } else {
-            Urgency::Change
-        }
+        Urgency::start_if(startable)
     }
 
     fn fan_out(&self, platform: &Platform) {
@@ -200,11 +189,7 @@ impl DeploymentTap {
     /// A workload that became ready may let its dependents start (see [`Urgency::Start`]);
     /// one that stopped being ready is routine for them until its platform fails.
     fn queue_dependents(&self, platform: &NodeKey, ready: bool) {
-        let urgency = if ready {
-            Urgency::Start
-        } else {
-            Urgency::Change
-        };
+        let urgency = Urgency::start_if(ready);
         for dependent in self.ctx.topology().graph.dependents(platform) {
             self.ctx.triage.push(dependent, urgency);
         }

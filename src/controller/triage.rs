@@ -62,6 +62,15 @@ impl Urgency {
         }
     }
 
+    /// `Start` when the platform may start now, else routine.
+    pub fn start_if(startable: bool) -> Urgency {
+        if startable {
+            Urgency::Start
+        } else {
+            Urgency::Change
+        }
+    }
+
     fn index(self) -> usize {
         self as usize
     }
