@@ -12,8 +12,10 @@
 //! below the rate limit and the write gate: what reaches the API server, not what waits.
 
 mod count;
+mod transport;
 
 pub use count::{CountLayer, CountRequests, NO_ANSWER, answer_class};
+pub use transport::{ApiTransport, Transport};
 
 use std::future::Future;
 use std::pin::Pin;
@@ -45,14 +47,14 @@ impl RateLimit {
     };
 }
 
-/// Builds a client for `config` whose requests pass the rate limit, and whose writes pass only
-/// while `leadership` says this instance leads.
+/// Builds a client over `transport` whose requests pass the rate limit, and whose writes pass
+/// only while `leadership` says this instance leads.
 pub fn operator_client(
-    config: kube::Config,
+    transport: &ApiTransport,
     limit: RateLimit,
     leadership: Arc<Leadership>,
 ) -> Result<kube::Client, kube::Error> {
-    let builder = kube::client::ClientBuilder::try_from(config)?;
+    let builder = transport.builder()?;
     Ok(builder
         .with_layer(&CountLayer::new(crate::metrics::kube_requests()))
         .with_layer(&ThrottleLayer::new(limit))
@@ -60,13 +62,13 @@ pub fn operator_client(
         .build())
 }
 
-/// A client for `config` with the rate limit only (for the leader election itself, whose
+/// A client over `transport` with the rate limit only (for the leader election itself, whose
 /// writes must pass while this instance is not the leader).
 pub fn throttled_client(
-    config: kube::Config,
+    transport: &ApiTransport,
     limit: RateLimit,
 ) -> Result<kube::Client, kube::Error> {
-    let builder = kube::client::ClientBuilder::try_from(config)?;
+    let builder = transport.builder()?;
     Ok(builder
         .with_layer(&CountLayer::new(crate::metrics::kube_requests()))
         .with_layer(&ThrottleLayer::new(limit))

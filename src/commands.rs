@@ -9,7 +9,9 @@ use clap::Args;
 use platform_operator::alerts::{AlertSettings, SmtpSettings, StartTls};
 use platform_operator::api::auth::AuthMode;
 use platform_operator::api::{self, ApiSettings, ApiState, DEFAULT_CALLER_LIMIT, DEFAULT_MAX_WAIT};
-use platform_operator::client::{RateLimit, operator_client, throttled_client};
+use platform_operator::client::{
+    ApiTransport, RateLimit, Transport, operator_client, throttled_client,
+};
 use platform_operator::controller::usage::{DEFAULT_USAGE_INTERVAL, DEFAULT_USAGE_THRESHOLD};
 use platform_operator::controller::{
     DEFAULT_CONCURRENCY, ElectionConfig, Leadership, Operator, OperatorConfig, run_election,
@@ -57,6 +59,11 @@ pub struct RunArgs {
     /// Requests that may be sent at once before `--kube-qps` paces them.
     #[arg(long, default_value_t = RateLimit::DEFAULT.burst)]
     kube_burst: u32,
+    /// HTTP version spoken to the API server: `http2` carries every request and watch on one
+    /// connection (over TLS, as client-go; plain http stays HTTP/1.1), `http1` opens one
+    /// connection per request in flight (kube's default client).
+    #[arg(long, value_enum, default_value_t = Transport::default())]
+    kube_http: Transport,
     /// Elect a leader among the replicas through a Lease: only the leader reconciles and
     /// writes; the others keep their caches warm and serve the REST API's reads.
     #[arg(long)]
@@ -233,8 +240,15 @@ pub fn run(args: RunArgs) -> ExitCode {
             Ok(config) => config,
             Err(error) => return fail(&format!("failed to load the kube config: {error}")),
         };
-        let clients = operator_client(kube_config.clone(), limit, leadership.clone())
-            .and_then(|client| Ok((client, throttled_client(kube_config, limit)?)));
+        let clients = ApiTransport::new(kube_config, args.kube_http).and_then(|transport| {
+            tracing::info!(
+                wanted = args.kube_http.as_str(),
+                spoken = transport.transport().as_str(),
+                "API server transport"
+            );
+            let client = operator_client(&transport, limit, leadership.clone())?;
+            Ok((client, throttled_client(&transport, limit)?))
+        });
         let (client, election_client) = match clients {
             Ok(clients) => clients,
             Err(error) => return fail(&format!("failed to build the kube client: {error}")),

@@ -14,7 +14,9 @@ use kube::api::{Api, Patch, PatchParams};
 use operator_support::*;
 use platform_operator::api::ApiSettings;
 use platform_operator::api::auth::AuthMode;
-use platform_operator::client::{RateLimit, operator_client, throttled_client};
+use platform_operator::client::{
+    ApiTransport, RateLimit, Transport, operator_client, throttled_client,
+};
 use platform_operator::controller::{
     ElectionConfig, FIELD_MANAGER, Leadership, Operator, OperatorConfig, run_election,
 };
@@ -47,9 +49,11 @@ impl Replica {
         let _inside = runtime.enter();
         let leadership = Leadership::elected(identity);
         let unlimited = RateLimit { qps: 0.0, burst: 1 };
-        let client =
-            operator_client(config.clone(), unlimited, leadership.clone()).expect("client");
-        let election_client = throttled_client(config, unlimited).expect("client");
+        // The transport `run` uses by default: HTTP/2 on the real API server (one connection
+        // for both clients), HTTP/1.1 on the simulator's plain-http endpoint.
+        let transport = ApiTransport::new(config, Transport::default()).expect("transport");
+        let client = operator_client(&transport, unlimited, leadership.clone()).expect("client");
+        let election_client = throttled_client(&transport, unlimited).expect("client");
         let mut election = ElectionConfig::new(env.namespace(), identity);
         election.lease_duration = LEASE;
         election.renew_before = Duration::from_secs(1);

@@ -89,6 +89,8 @@ CASES = {
                    ["--alert-smtp-server", "[fd00::25]:2525", "--alert-smtp-from", "ops <ops@example.com>",
                     "--alert-smtp-starttls", "off", "--alert-smtp-username", "operator",
                     "--alert-rate-per-minute", "0.5", "--alert-burst", "3", "--alert-timeout-seconds", "30"], 1),
+    # kube's HTTP/1.1 client, asked for by name.
+    "kube-http1": ([], ["kubeClient.http=http1"], OPERATOR, ["--kube-http", "http1"], 1),
     # A relay without login and without starttls keeps the operator's STARTTLS default.
     "alerts-relay-only": ([], ["alerts.smtp.server=relay.mail.svc", "alerts.smtp.from=alerts@example.com"],
                           OPERATOR, ["--alert-smtp-server", "relay.mail.svc", "--alert-smtp-from",
@@ -115,6 +117,7 @@ REFUSED = {
                                            "alerts.smtp.passwordSecret.name=relay-login"], "alerts.smtp.username"),
     "the relay password in clear": (["alerts.smtp.password=hunter2"], "password"),
     "an unknown STARTTLS mode": (["alerts.smtp.starttls=yes"], "starttls"),
+    "an unknown HTTP version": (["kubeClient.http=h3"], "kubeClient/http"),
     "a URL for the relay": (["alerts.smtp.server=smtp://relay:25", "alerts.smtp.from=a@example.com"],
                             "alerts/smtp/server"),
 }
