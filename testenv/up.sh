@@ -18,7 +18,8 @@
 # TESTENV_KCM_QPS (controller-manager --kube-api-qps and -burst, default 2000), TESTENV_KCM_SYNCS
 # (--concurrent-deployment-syncs and --concurrent-replicaset-syncs, default 50),
 # TESTENV_SCHED_QPS (scheduler --kube-api-qps and -burst, default 2000); written to
-# control-plane.env, which the real-cluster benchmark reports.
+# control-plane.env, which the real-cluster benchmark reports. TESTENV_PROFILING=true serves
+# the kube-apiserver's /debug/pprof (to see where its CPU goes during a benchmark).
 set -euo pipefail
 
 # shellcheck source=lib.sh
@@ -29,6 +30,7 @@ kcm_qps="${TESTENV_KCM_QPS:-2000}"
 kcm_syncs="${TESTENV_KCM_SYNCS:-50}"
 sched_qps="${TESTENV_SCHED_QPS:-2000}"
 apiserver_inflight=2000 apiserver_mutating_inflight=1000
+profiling="${TESTENV_PROFILING:-false}"
 pids_file="$state_dir/pids"
 admin_kubeconfig="$state_dir/kubeconfig"
 log_dir="$state_dir/logs"
@@ -191,7 +193,7 @@ start kube-apiserver "$bin/kube-apiserver" \
   --proxy-client-cert-file="$pki/front-proxy.crt" \
   --proxy-client-key-file="$pki/front-proxy.key" \
   --allow-privileged=true \
-  --profiling=false \
+  --profiling="$profiling" \
   --max-requests-inflight="$apiserver_inflight" \
   --max-mutating-requests-inflight="$apiserver_mutating_inflight"
 

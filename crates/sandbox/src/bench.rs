@@ -250,7 +250,7 @@ fn spawn_operator(
         .spawn(&kubeconfig, &log)
         .map_err(BenchError::Operator)?;
     let requests = sandbox.cluster.request_counter();
-    let sampler = process::Sampler::start(child.id(), requests);
+    let sampler = process::Sampler::start(child.id(), None, requests);
     Ok(RunningOperator { child, sampler })
 }
 

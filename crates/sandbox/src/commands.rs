@@ -92,6 +92,9 @@ pub struct StartupArgs {
     /// The operator's `--kube-burst`.
     #[arg(long, default_value_t = platform_operator::client::RateLimit::DEFAULT.burst)]
     kube_burst: u32,
+    /// The operator's `--kube-http`.
+    #[arg(long, value_enum, default_value_t = platform_operator::client::Transport::default())]
+    kube_http: platform_operator::client::Transport,
     /// The operator's `--concurrency`.
     #[arg(long, default_value_t = platform_operator::controller::DEFAULT_CONCURRENCY)]
     concurrency: u16,
@@ -394,6 +397,7 @@ fn operator_process(args: &StartupArgs) -> Result<OperatorProcess, ExitCode> {
         kube_qps: args.kube_qps,
         kube_burst: args.kube_burst,
         concurrency: args.concurrency,
+        kube_http: args.kube_http.as_str().to_string(),
     })
 }
 

@@ -3,6 +3,7 @@
 //! memory, CPU and connections are its own and not the simulator's. Linux only: the samples
 //! come from `/proc/<pid>`.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -18,6 +19,8 @@ pub struct OperatorProcess {
     pub kube_qps: f64,
     pub kube_burst: u32,
     pub concurrency: u16,
+    /// The operator's `--kube-http`: `http1` or `http2`.
+    pub kube_http: String,
 }
 
 impl OperatorProcess {
@@ -50,6 +53,7 @@ impl OperatorProcess {
             .args(["--kube-qps", &self.kube_qps.to_string()])
             .args(["--kube-burst", &self.kube_burst.to_string()])
             .args(["--concurrency", &self.concurrency.to_string()])
+            .args(["--kube-http", &self.kube_http])
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
@@ -69,6 +73,8 @@ pub struct ProcessSamples {
     /// Most sockets the process held at once (its connections to the API server, and the
     /// probe and REST API listeners).
     pub peak_sockets: usize,
+    /// Most TCP connections the process held to the API server's port at once (when known).
+    pub peak_api_connections: Option<usize>,
     /// Most API requests (all clients: operator and simulated workloads) in one second.
     pub peak_requests_per_second: f64,
 }
@@ -80,7 +86,12 @@ pub struct Sampler {
 }
 
 impl Sampler {
-    pub fn start(pid: u32, requests: impl Fn() -> u64 + Send + 'static) -> Self {
+    /// `api_port`: the API server's port, whose connections are counted apart.
+    pub fn start(
+        pid: u32,
+        api_port: Option<u16>,
+        requests: impl Fn() -> u64 + Send + 'static,
+    ) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
         let task = tokio::spawn(async move {
@@ -104,7 +115,12 @@ impl Sampler {
                             samples.peak_requests_per_second.max(rate);
                     }
                 }
-                samples.peak_sockets = samples.peak_sockets.max(sockets(pid));
+                samples.peak_sockets = samples.peak_sockets.max(socket_inodes(pid).len());
+                if let Some(port) = api_port {
+                    let held = connections_to(pid, port);
+                    samples.peak_api_connections =
+                        Some(samples.peak_api_connections.unwrap_or(0).max(held));
+                }
                 if let Some(peak) = status_kib(&pid.to_string(), "VmHWM:") {
                     samples.peak_rss_mb = peak / 1024.0;
                 }
@@ -142,13 +158,71 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
-fn sockets(pid: u32) -> usize {
+/// The inodes of the sockets `pid` holds open.
+fn socket_inodes(pid: u32) -> HashSet<u64> {
     let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return 0;
+        return HashSet::new();
     };
     entries
         .filter_map(Result::ok)
         .filter_map(|e| std::fs::read_link(e.path()).ok())
-        .filter(|target| target.to_string_lossy().starts_with("socket:"))
+        .filter_map(|target| {
+            let target = target.to_string_lossy().into_owned();
+            target
+                .strip_prefix("socket:[")?
+                .strip_suffix(']')?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+/// Established TCP connections of `pid` to remote `port`: the rows of its network namespace's
+/// `/proc/<pid>/net/tcp{,6}` whose socket the process holds.
+fn connections_to(pid: u32, port: u16) -> usize {
+    let held = socket_inodes(pid);
+    ["tcp", "tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).ok())
+        .map(|table| count_established(&table, port, &held))
+        .sum()
+}
+
+/// Counts the rows of a `/proc/net/tcp` table established to remote `port` whose inode is held.
+fn count_established(table: &str, port: u16, held: &HashSet<u64>) -> usize {
+    const ESTABLISHED: &str = "01";
+    table
+        .lines()
+        .skip(1)
+        .filter(|row| {
+            let fields: Vec<&str> = row.split_whitespace().collect();
+            let remote_port = fields
+                .get(2)
+                .and_then(|remote| remote.rsplit_once(':'))
+                .and_then(|(_, hex)| u16::from_str_radix(hex, 16).ok());
+            let inode = fields.get(9).and_then(|i| i.parse::<u64>().ok());
+            remote_port == Some(port)
+                && fields.get(3) == Some(&ESTABLISHED)
+                && inode.is_some_and(|i| held.contains(&i))
+        })
         .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_established_rows_to_the_port_of_held_sockets_count() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:D2F0 0100007F:1A0B 01 00000000:00000000 00:00000000 00000000     0        0 111 1 0 20 4 30 10 -1
+   1: 0100007F:D2F2 0100007F:1A0B 01 00000000:00000000 00:00000000 00000000     0        0 222 1 0 20 4 30 10 -1
+   2: 0100007F:D2F4 0100007F:1A0B 06 00000000:00000000 00:00000000 00000000     0        0 333 1 0 20 4 30 10 -1
+   3: 0100007F:D2F6 0100007F:0050 01 00000000:00000000 00:00000000 00000000     0        0 444 1 0 20 4 30 10 -1
+   4: 0100007F:D2F8 0100007F:1A0B 01 00000000:00000000 00:00000000 00000000     0        0 555 1 0 20 4 30 10 -1
+";
+        // 0x1A0B is 6667; 222 is another process's, 333 is in TIME_WAIT, 444 goes elsewhere.
+        let held: HashSet<u64> = [111, 333, 444, 555].into_iter().collect();
+        assert_eq!(count_established(table, 6667, &held), 2);
+    }
 }

@@ -97,6 +97,12 @@ pub struct RealReport {
     pub operator_peak_rss_mb: f64,
     pub operator_cpu_seconds: f64,
     pub operator_peak_sockets: usize,
+    /// Most TCP connections the operator held to the API server at once.
+    #[serde(default)]
+    pub operator_api_connections: usize,
+    /// The HTTP version the operator was told to speak (`--kube-http`).
+    #[serde(default)]
+    pub kube_http: String,
     /// The operator's own API requests, most in one second (from its `/metrics`).
     pub api_requests_per_second_peak: f64,
     pub operator_requests_total: u64,
@@ -122,8 +128,9 @@ impl RealReport {
             "startup on a real control plane: {} platforms, depth {}, ready-after {} ms \
              (baseline first): operator {:.0} ms vs layer-by-layer baseline {:.0} ms, \
              ratio {:.2} (critical path {:.0} ms); operator peak RSS {:.0} MiB, {:.1} CPU-s, \
-             {} sockets, {:.0} requests/s at peak ({} in all, {} 5xx, {} 429); \
-             {:.2} platform writes per platform, {} at rest; qps {} burst {} concurrency {}; \
+             {} sockets ({} connections to the API server over {}), {:.0} requests/s at peak \
+             ({} in all, {} 5xx, {} 429); {:.2} platform writes per platform, {} at rest; qps {} \
+             burst {} concurrency {}; \
              control plane: {}",
             self.platforms,
             self.depth,
@@ -135,6 +142,8 @@ impl RealReport {
             self.operator_peak_rss_mb,
             self.operator_cpu_seconds,
             self.operator_peak_sockets,
+            self.operator_api_connections,
+            self.kube_http,
             self.api_requests_per_second_peak,
             self.operator_requests_total,
             self.operator_5xx,
@@ -252,7 +261,7 @@ impl RealError {
 /// Runs the baseline, then the operator; progress goes to stderr.
 pub async fn run_real_bench(bench: &RealBench) -> Result<RealReport, RealError> {
     LazyLock::force(&STARTED);
-    let client = cluster::connect(&bench.kubeconfig).await?;
+    let (client, api_port) = cluster::connect(&bench.kubeconfig).await?;
     let control_plane = ControlPlane::read_beside(&bench.kubeconfig);
     if control_plane.is_none() {
         say!(
@@ -292,7 +301,16 @@ pub async fn run_real_bench(bench: &RealBench) -> Result<RealReport, RealError> 
 
     say!("operator: {} platforms...", stack.len());
     let namespace = cluster::BenchNamespace::create(&client, "operator").await?;
-    let run = operator_run::run(&client, &namespace.name, bench, &stack, &layers, timeout).await;
+    let run = operator_run::run(
+        &client,
+        &namespace.name,
+        bench,
+        &stack,
+        &layers,
+        api_port,
+        timeout,
+    )
+    .await;
     namespace.release(&client).await;
     let run = run?;
     if run.requests.by_class.is_empty() {
@@ -327,6 +345,8 @@ pub async fn run_real_bench(bench: &RealBench) -> Result<RealReport, RealError> 
         operator_peak_rss_mb: run.samples.peak_rss_mb,
         operator_cpu_seconds: run.samples.cpu_seconds,
         operator_peak_sockets: run.samples.peak_sockets,
+        operator_api_connections: run.samples.peak_api_connections.unwrap_or_default(),
+        kube_http: bench.operator.kube_http.clone(),
         api_requests_per_second_peak: run.requests.peak_per_second,
         operator_requests_total: run.requests.total(),
         operator_5xx: run.requests.class("5xx"),

@@ -75,7 +75,7 @@ pub fn bench_table(args: TableArgs) -> ExitCode {
 /// The operator's figures and the baseline's, one row per report.
 fn table(reports: &[RealReport]) -> String {
     let mut out = format!(
-        "{:>9} {:>5} | {:>11} {:>11} {:>6} | {:>7} {:>6} {:>7} {:>7} {:>8} {:>7} {:>5} {:>5}\n",
+        "{:>9} {:>5} | {:>11} {:>11} {:>6} | {:>7} {:>6} {:>7} {:>9} {:>5} {:>7} {:>8} {:>7} {:>5} {:>5}\n",
         "platforms",
         "depth",
         "operator ms",
@@ -84,6 +84,8 @@ fn table(reports: &[RealReport]) -> String {
         "RSS MiB",
         "CPU s",
         "sockets",
+        "API conns",
+        "HTTP",
         "req/s",
         "writes/p",
         "at rest",
@@ -92,7 +94,7 @@ fn table(reports: &[RealReport]) -> String {
     );
     for r in reports {
         out += &format!(
-            "{:>9} {:>5} | {:>11.0} {:>11.0} {:>6.2} | {:>7.0} {:>6.1} {:>7} {:>7.0} {:>8.2} {:>7} {:>5} {:>5}\n",
+            "{:>9} {:>5} | {:>11.0} {:>11.0} {:>6.2} | {:>7.0} {:>6.1} {:>7} {:>9} {:>5} {:>7.0} {:>8.2} {:>7} {:>5} {:>5}\n",
             r.platforms,
             r.depth,
             r.converge_ms,
@@ -101,6 +103,8 @@ fn table(reports: &[RealReport]) -> String {
             r.operator_peak_rss_mb,
             r.operator_cpu_seconds,
             r.operator_peak_sockets,
+            r.operator_api_connections,
+            r.kube_http,
             r.api_requests_per_second_peak,
             r.writes_per_platform,
             r.steady_state_writes,

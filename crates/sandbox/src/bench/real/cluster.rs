@@ -25,7 +25,9 @@ const BENCH_LABEL: &str = "pmp.dev/bench";
 pub(super) const IN_FLIGHT: usize = 32;
 
 /// A client for the kubeconfig's current context, checked to reach the API server.
-pub(super) async fn connect(kubeconfig: &Path) -> Result<Client, RealError> {
+/// A client for the control plane, and the API server's port (whose connections the
+/// benchmark counts).
+pub(super) async fn connect(kubeconfig: &Path) -> Result<(Client, u16), RealError> {
     let read = |source| RealError::Kubeconfig {
         path: kubeconfig.to_path_buf(),
         source,
@@ -34,12 +36,17 @@ pub(super) async fn connect(kubeconfig: &Path) -> Result<Client, RealError> {
     let config = Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
         .await
         .map_err(read)?;
+    let https = config.cluster_url.scheme() == Some(&http::uri::Scheme::HTTPS);
+    let port = config
+        .cluster_url
+        .port_u16()
+        .unwrap_or(if https { 443 } else { 80 });
     let client = Client::try_from(config).map_err(RealError::Unreachable)?;
     client
         .apiserver_version()
         .await
         .map_err(RealError::Unreachable)?;
-    Ok(client)
+    Ok((client, port))
 }
 
 /// Waits (up to `timeout`) for the namespaces of earlier runs that are still being deleted:

@@ -52,6 +52,7 @@ pub(super) async fn run(
     bench: &RealBench,
     stack: &[(String, Vec<String>)],
     layers: &[Vec<&str>],
+    api_port: u16,
     timeout: Duration,
 ) -> Result<OperatorRun, RealError> {
     let began = Instant::now();
@@ -84,7 +85,7 @@ pub(super) async fn run(
         created_in.as_secs_f64(),
         child.id()
     );
-    let sampler = Sampler::start(child.id(), || 0);
+    let sampler = Sampler::start(child.id(), Some(api_port), || 0);
     let scraper = Scraper::start(port);
 
     let converged = wait_all_ready(
@@ -130,13 +131,14 @@ pub(super) async fn run(
             .collect();
         say!(
             "operator until the failure: {} requests by class {:?}, {:.1} CPU-s, peak RSS {:.0} \
-             MiB, at most {} sockets, at most {} Events waiting; {} platform writes; {} of {} \
+             MiB, at most {} sockets ({} to the API server), at most {} Events waiting; {} platform writes; {} of {} \
              layers all Ready (at {} s); its log: {}",
             requests.total(),
             requests.by_class,
             samples.cpu_seconds,
             samples.peak_rss_mb,
             samples.peak_sockets,
+            samples.peak_api_connections.unwrap_or_default(),
             requests.peak_event_queue,
             tally.modified.len(),
             complete.len(),
