@@ -21,6 +21,7 @@ macro_rules! say {
 
 mod baseline;
 mod cluster;
+mod cpu;
 mod operator_run;
 mod scrape;
 
@@ -32,6 +33,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::OperatorProcess;
+pub use cpu::PhaseCpu;
 
 /// The pod annotation the testenv's kwok stages (and the simulator) read for readiness.
 const READY_AFTER_ANNOTATION: &str = "sim.pmp.dev/ready-after";
@@ -116,6 +118,12 @@ pub struct RealReport {
     pub concurrency: u16,
     /// Times the benchmark's Platform watch listed again (its counts miss such gaps).
     pub watch_restarts: usize,
+    /// CPU used while the baseline came up, per control-plane process and for the machine.
+    #[serde(default)]
+    pub baseline_cpu: Option<PhaseCpu>,
+    /// The same from the operator's start to the last platform Ready, the operator included.
+    #[serde(default)]
+    pub operator_cpu: Option<PhaseCpu>,
     /// The control plane's client settings, from `control-plane.env` beside the kubeconfig
     /// (written by testenv/up.sh); `null` when there is none.
     pub control_plane: Option<ControlPlane>,
@@ -284,15 +292,19 @@ pub async fn run_real_bench(bench: &RealBench) -> Result<RealReport, RealError> 
     );
     let namespace = cluster::BenchNamespace::create(&client, "baseline").await?;
     let layers = layers(&stack);
+    let cpu = cpu::CpuWatch::control_plane_beside(&bench.kubeconfig);
+    let before = cpu.read();
     let baseline = baseline::run(&client, &namespace.name, &layers, &ready_after, timeout).await;
+    let baseline_cpu = cpu.read().since(&before);
     let baseline = baseline.map(|ready| {
         let took = ready.last().copied().unwrap_or_default();
         (took, ready)
     });
     if let Ok((took, _)) = &baseline {
         say!(
-            "baseline converged in {:.0} ms",
-            took.as_secs_f64() * 1000.0
+            "baseline converged in {:.0} ms; CPU {}",
+            took.as_secs_f64() * 1000.0,
+            baseline_cpu.describe()
         );
     }
     namespace.delete_and_wait(&client, NAMESPACE_DELETION).await;
@@ -307,7 +319,7 @@ pub async fn run_real_bench(bench: &RealBench) -> Result<RealReport, RealError> 
         bench,
         &stack,
         &layers,
-        api_port,
+        operator_run::Instruments { api_port, cpu },
         timeout,
     )
     .await;
@@ -357,6 +369,8 @@ pub async fn run_real_bench(bench: &RealBench) -> Result<RealReport, RealError> 
         kube_burst: bench.operator.kube_burst,
         concurrency: bench.operator.concurrency,
         watch_restarts: run.watch_restarts,
+        baseline_cpu: Some(baseline_cpu),
+        operator_cpu: Some(run.cpu.clone()),
         control_plane,
     })
 }

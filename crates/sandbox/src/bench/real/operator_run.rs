@@ -18,6 +18,7 @@ use platform_operator::crd::Platform;
 use platform_operator::fixtures::platform;
 
 use super::cluster::{BENCH_MANAGER, IN_FLIGHT};
+use super::cpu::{CpuWatch, PhaseCpu};
 use super::scrape::{RequestCounts, Scraper};
 use super::{READY_AFTER_ANNOTATION, RealBench, RealError};
 use crate::bench::process::Sampler;
@@ -27,6 +28,14 @@ use crate::bench::{ProcessSamples, apply_all};
 const AT_REST: Duration = Duration::from_secs(3);
 /// The initial list of the Platforms just created.
 const LIST_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What is watched beside the Platforms.
+pub(super) struct Instruments {
+    /// The API server's port: the operator's connections to it are counted.
+    pub api_port: u16,
+    /// The control plane's processes (the operator's is added).
+    pub cpu: CpuWatch,
+}
 
 /// What the run measured.
 pub(super) struct OperatorRun {
@@ -44,6 +53,8 @@ pub(super) struct OperatorRun {
     pub watch_restarts: usize,
     pub samples: ProcessSamples,
     pub requests: RequestCounts,
+    /// CPU from the operator's start to the last Ready (to the failure, if it did not converge).
+    pub cpu: PhaseCpu,
 }
 
 pub(super) async fn run(
@@ -52,7 +63,7 @@ pub(super) async fn run(
     bench: &RealBench,
     stack: &[(String, Vec<String>)],
     layers: &[Vec<&str>],
-    api_port: u16,
+    instruments: Instruments,
     timeout: Duration,
 ) -> Result<OperatorRun, RealError> {
     let began = Instant::now();
@@ -85,7 +96,9 @@ pub(super) async fn run(
         created_in.as_secs_f64(),
         child.id()
     );
-    let sampler = Sampler::start(child.id(), Some(api_port), || 0);
+    let cpu = instruments.cpu.with("platform-operator", child.id());
+    let cpu_at_start = cpu.read();
+    let sampler = Sampler::start(child.id(), Some(instruments.api_port), || 0);
     let scraper = Scraper::start(port);
 
     let converged = wait_all_ready(
@@ -96,9 +109,15 @@ pub(super) async fn run(
         timeout,
     )
     .await;
+    let phase_cpu = cpu.read().since(&cpu_at_start);
     if let Ok(last_ready) = &converged {
         let took = last_ready.saturating_duration_since(start).as_secs_f64();
-        say!("all {} platforms Ready after {:.1} s", stack.len(), took);
+        say!(
+            "all {} platforms Ready after {:.1} s; CPU {}",
+            stack.len(),
+            took,
+            phase_cpu.describe()
+        );
     }
     let settled = converged.as_ref().map_or(start, |at| *at + AT_REST);
     while converged.is_ok() && Instant::now() < settled {
@@ -164,6 +183,7 @@ pub(super) async fn run(
         watch_restarts: tally.restarts,
         samples,
         requests,
+        cpu: phase_cpu,
     })
 }
 
