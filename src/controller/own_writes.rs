@@ -100,10 +100,30 @@ impl OwnWrites {
         cached
     }
 
-    pub fn remember_platform(&self, key: &NodeKey, older: Vec<Option<String>>, written: Platform) {
+    /// A write made while an earlier one is still in flight supersedes every version that
+    /// one did, and that one too: the cache may still show any of them (it lags by seconds
+    /// when the API server is busy), and each must keep yielding the newest write.
+    pub fn remember_platform(
+        &self,
+        key: &NodeKey,
+        mut older: Vec<Option<String>>,
+        written: Platform,
+    ) {
         let mut written = written;
         super::trim::platform(&mut written);
-        self.lock().entry(key.clone()).or_default().platform = Some((older, Arc::new(written)));
+        let mut entries = self.lock();
+        let entry = entries.entry(key.clone()).or_default();
+        if let Some((superseded, previous)) = entry.platform.take() {
+            for version in superseded
+                .into_iter()
+                .chain([previous.metadata.resource_version.clone()])
+            {
+                if !older.contains(&version) {
+                    older.push(version);
+                }
+            }
+        }
+        entry.platform = Some((older, Arc::new(written)));
     }
 
     pub fn remember_deployment(&self, key: &NodeKey, written: Deployment) {
@@ -238,6 +258,36 @@ mod tests {
         let seen = own.platform(&key(), Arc::new(cached));
         assert_eq!(seen.metadata.resource_version.as_deref(), Some("7"));
         assert!(own.is_empty());
+    }
+
+    fn version(rv: &str) -> Platform {
+        let mut platform = Platform::new("a", Default::default());
+        platform.metadata.resource_version = Some(rv.into());
+        platform
+    }
+
+    #[test]
+    fn writes_in_a_row_all_overlay_a_cache_that_lags_behind_the_first() {
+        let own = OwnWrites::default();
+        // 5 cached; written 7 over it; then, from the overlaid 7, 9 is written.
+        own.remember_platform(&key(), vec![Some("5".into())], version("7"));
+        let base = own.platform(&key(), Arc::new(version("5")));
+        own.remember_platform(
+            &key(),
+            vec![base.metadata.resource_version.clone()],
+            version("9"),
+        );
+        for lagging in ["5", "7"] {
+            let seen = own.platform(&key(), Arc::new(version(lagging)));
+            assert_eq!(
+                seen.metadata.resource_version.as_deref(),
+                Some("9"),
+                "the cache at {lagging} must not undo the newest write"
+            );
+        }
+        let seen = own.platform(&key(), Arc::new(version("9")));
+        assert_eq!(seen.metadata.resource_version.as_deref(), Some("9"));
+        assert!(own.is_empty(), "the cache caught up");
     }
 
     #[test]

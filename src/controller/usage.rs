@@ -109,9 +109,6 @@ pub async fn poll_usage(
             _ = tick.tick() => {}
             _ = stop.wait_for(|stopping| *stopping) => return,
         }
-        if !ctx.stores.synced() {
-            continue;
-        }
         let request = match http::Request::get(&url).body(Vec::new()) {
             Ok(request) => request,
             Err(_) => return,
@@ -142,6 +139,12 @@ pub async fn poll_usage(
             .available
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = Some(true);
+        // Whether the API answers is known at once, so the first status writes carry it
+        // (rather than a write per platform to add it later); the samples need the platforms.
+        tokio::select! {
+            _ = ctx.stores.wait_until_synced() => {}
+            _ = stop.wait_for(|stopping| *stopping) => return,
+        }
         let fresh = samples(&ctx, &list, Timestamp::now());
         let crossed: Vec<NodeKey> = {
             let mut table = ctx.usage.samples.lock().unwrap_or_else(|p| p.into_inner());
