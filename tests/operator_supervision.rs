@@ -463,6 +463,29 @@ async fn the_circuit_opening_and_the_recovery_are_alerted() {
     env.shutdown().await;
 }
 
+/// Whether usage is known is asked at start, not after the first interval: the first status
+/// writes carry it, instead of one more write per platform when the answer comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_statuses_already_say_whether_usage_is_known() {
+    let mut env = TestEnv::start().await;
+    env.kill_operator();
+    env.start_operator_with(|config| config.usage_interval = Duration::from_secs(3600));
+    env.apply(&[platform("db")
+        .pod_annotation("sim.pmp.dev/ready-after", "200ms")
+        .build()])
+        .await;
+    let seen = env
+        .wait_for("db Running", Duration::from_secs(60), |p| {
+            p.get("db").and_then(phase) == Some(Phase::Running)
+        })
+        .await;
+    let status = seen["db"].status.clone().expect("status");
+    // The simulator serves the metrics API; the test control plane has no metrics-server.
+    let expected = real_kubeconfig().is_none();
+    assert_eq!(status.usage_known, Some(expected), "{status:?}");
+    env.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn usage_above_the_threshold_of_a_limit_is_a_resource_event_where_usage_is_known() {
     let mut env = TestEnv::start().await;

@@ -19,6 +19,16 @@ async fn transport(kubeconfig: &std::path::Path, wanted: Transport) -> ApiTransp
     ApiTransport::new(config, wanted).expect("a transport")
 }
 
+/// The HTTP version `/version` is answered in.
+async fn answered_in(client: &kube::Client) -> http::Version {
+    let request = http::Request::get("/version")
+        .body(kube::client::Body::empty())
+        .expect("a request");
+    let answer = client.send(request).await.expect("an answer");
+    assert!(answer.status().is_success(), "{}", answer.status());
+    answer.version()
+}
+
 #[tokio::test]
 async fn requests_and_a_watch_share_http2_with_the_api_server() {
     let Some(env) = real_support::env().await else {
@@ -28,12 +38,7 @@ async fn requests_and_a_watch_share_http2_with_the_api_server() {
     assert_eq!(transport.transport(), Transport::Http2);
     let client = transport.builder().expect("a builder").build();
 
-    let request = http::Request::get("/version")
-        .body(kube::client::Body::empty())
-        .expect("a request");
-    let answer = client.send(request).await.expect("an answer");
-    assert_eq!(answer.version(), http::Version::HTTP_2);
-    assert!(answer.status().is_success(), "{}", answer.status());
+    assert_eq!(answered_in(&client).await, http::Version::HTTP_2);
 
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let mut watch = namespaces
@@ -63,9 +68,5 @@ async fn http1_still_works_when_asked_for() {
     };
     let transport = transport(&env.admin_kubeconfig, Transport::Http1).await;
     let client = transport.builder().expect("a builder").build();
-    let request = http::Request::get("/version")
-        .body(kube::client::Body::empty())
-        .expect("a request");
-    let answer = client.send(request).await.expect("an answer");
-    assert_eq!(answer.version(), http::Version::HTTP_11);
+    assert_eq!(answered_in(&client).await, http::Version::HTTP_11);
 }

@@ -21,6 +21,7 @@ pub mod build;
 pub mod clock;
 pub mod context;
 pub mod decide;
+mod drain;
 mod error;
 mod events;
 pub mod group;

@@ -24,6 +24,7 @@ use crate::graph::NodeKey;
 use super::build::{MANAGED_BY, MANAGED_BY_LABEL, PLATFORM_LABEL};
 use super::clock::{Clock, SystemClock};
 use super::context::{Context, Stores};
+use super::drain::{Forward, drained};
 use super::events::{EventQueue, FailedKind, publish_events};
 use super::health::{ControllerKind, DEFAULT_STUCK_AFTER};
 use super::leader::Leadership;
@@ -171,10 +172,13 @@ impl Operator {
         let controller_config = ControllerConfig::default().concurrency(config.concurrency);
         let namespace = config.namespace.as_deref();
 
-        let group_stream = group_events(
-            scoped(&client, namespace),
-            writers.groups,
-            GroupTap::new(ctx.clone(), groups_tx.clone()),
+        let group_stream = drained(
+            group_events(
+                scoped(&client, namespace),
+                writers.groups,
+                GroupTap::new(ctx.clone(), groups_tx.clone()),
+            ),
+            Forward::Items,
         );
         let platform_controller = platform_controller(
             &client,
@@ -369,43 +373,55 @@ fn platform_controller<S: Future<Output = ()> + Send + Sync + 'static>(
     let tap = PlatformTap::new(ctx.clone(), groups_tx);
     let platform_stream = platform_events(scoped(client, namespace), platforms, tap);
     let mut deployment_tap = DeploymentTap::new(ctx.clone());
-    let deployment_stream = watched(
-        scoped(client, namespace),
-        deployments,
-        managed.clone(),
-        trim::deployment,
+    // Each watch is read by a task of its own (see `drain`): its cache and taps stay current
+    // while every reconcile slot is busy, and an unread watch cannot hold up the others.
+    let deployment_stream = drained(
+        watched(
+            scoped(client, namespace),
+            deployments,
+            managed.clone(),
+            trim::deployment,
+        )
+        .inspect(move |event| {
+            if let Ok(event) = event {
+                deployment_tap.observe(event);
+            }
+        }),
+        Forward::Items,
     )
-    .inspect(move |event| {
-        if let Ok(event) = event {
-            deployment_tap.observe(event);
-        }
-    })
     .touched_objects();
-    let configmap_stream = watched(
-        scoped(client, namespace),
-        configmaps,
-        managed,
-        trim::config_map,
+    let configmap_stream = drained(
+        watched(
+            scoped(client, namespace),
+            configmaps,
+            managed,
+            trim::config_map,
+        ),
+        Forward::Items,
     )
     .touched_objects();
     let pod_ctx = ctx.clone();
-    let pod_stream = watched(
-        scoped(client, namespace),
-        pods,
-        watcher::Config::default().labels(PLATFORM_LABEL),
-        trim::pod,
-    )
-    .inspect(move |event| {
-        if let Ok(event) = event {
-            observe_pod(&pod_ctx, event);
-        }
-    })
-    .touched_objects();
+    // Pods queue their platform through the triage (`observe_pod`: only changes that matter,
+    // most urgent first); the controller gets nothing from their watch.
+    let pod_stream = drained(
+        watched(
+            scoped(client, namespace),
+            pods,
+            watcher::Config::default().labels(PLATFORM_LABEL),
+            trim::pod,
+        )
+        .inspect(move |event| {
+            if let Ok(event) = event {
+                observe_pod(&pod_ctx, event);
+            }
+        }),
+        Forward::Nothing,
+    );
 
     // Every Platform trigger, its own changes included, goes through the triage (the tap
     // pushes them, see `PlatformTap::observe`): the watch only keeps the cache, so that a
     // startup wave is served in wave order rather than in listing order.
-    let platform_stream = platform_stream.filter(|_| future::ready(false));
+    let platform_stream = drained(platform_stream, Forward::Nothing);
     // Nothing is handed out before every cache has listed: a reconcile on a partial cache
     // only requeues itself, and would do so in kube-runtime's order, not the triage's.
     let stores = ctx.stores.clone();
@@ -420,9 +436,10 @@ fn platform_controller<S: Future<Output = ()> + Send + Sync + 'static>(
         .with_config(config)
         .owns_stream(deployment_stream)
         .owns_stream(configmap_stream)
-        // Pods queue their platform through the triage (`observe_pod`: only changes that
-        // matter, most urgent first); the controller only keeps their watch running.
-        .watches_stream(pod_stream, |_: Pod| None::<ObjectRef<Platform>>)
+        // Dropping the controller ends the pod watch's task with it.
+        .watches_stream(pod_stream.touched_objects(), |_: Pod| {
+            None::<ObjectRef<Platform>>
+        })
         .reconcile_on(triggers)
         .reconcile_all_on(ctx.leadership.became_leader())
         .graceful_shutdown_on(shutdown)

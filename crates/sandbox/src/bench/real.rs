@@ -282,7 +282,9 @@ pub async fn run_real_bench(bench: &RealBench) -> Result<RealReport, RealError> 
     cluster::apply_crds(&client).await?;
     let stack = super::layered_stack(bench.platforms, bench.depth, bench.fan_in, bench.seed);
     let critical = bench.ready_after * bench.depth.max(1) as u32;
-    let timeout = critical * 10 + Duration::from_secs(300);
+    // A stall, not a slow run, is what it catches: 10,000 platforms take 15–16 s a layer on
+    // a 2-core machine (the baseline about 10), which a 10× bound would cut short.
+    let timeout = critical * 20 + Duration::from_secs(300);
     let ready_after = bench.ready_after_value();
 
     say!(
