@@ -115,9 +115,10 @@ impl Sampler {
                             samples.peak_requests_per_second.max(rate);
                     }
                 }
-                samples.peak_sockets = samples.peak_sockets.max(socket_inodes(pid).len());
+                let held = socket_inodes(pid);
+                samples.peak_sockets = samples.peak_sockets.max(held.len());
                 if let Some(port) = api_port {
-                    let held = connections_to(pid, port);
+                    let held = connections_to(pid, port, &held);
                     samples.peak_api_connections =
                         Some(samples.peak_api_connections.unwrap_or(0).max(held));
                 }
@@ -178,13 +179,12 @@ fn socket_inodes(pid: u32) -> HashSet<u64> {
 }
 
 /// Established TCP connections of `pid` to remote `port`: the rows of its network namespace's
-/// `/proc/<pid>/net/tcp{,6}` whose socket the process holds.
-fn connections_to(pid: u32, port: u16) -> usize {
-    let held = socket_inodes(pid);
+/// `/proc/<pid>/net/tcp{,6}` whose socket is among `held`, the process's own.
+fn connections_to(pid: u32, port: u16, held: &HashSet<u64>) -> usize {
     ["tcp", "tcp6"]
         .iter()
         .filter_map(|table| std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).ok())
-        .map(|table| count_established(&table, port, &held))
+        .map(|table| count_established(&table, port, held))
         .sum()
 }
 
