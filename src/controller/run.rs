@@ -387,9 +387,8 @@ fn platform_controller<S: Future<Output = ()> + Send + Sync + 'static>(
                 deployment_tap.observe(event);
             }
         }),
-        Forward::Items,
-    )
-    .touched_objects();
+        Forward::Nothing,
+    );
     let configmap_stream = drained(
         watched(
             scoped(client, namespace),
@@ -434,9 +433,12 @@ fn platform_controller<S: Future<Output = ()> + Send + Sync + 'static>(
 
     Controller::for_stream(platform_stream, ctx.stores.platforms.clone())
         .with_config(config)
-        .owns_stream(deployment_stream)
         .owns_stream(configmap_stream)
-        // Dropping the controller ends the pod watch's task with it.
+        // Deployments and pods queue their platform through the triage (their taps); the
+        // controller holds their streams only so that dropping it ends their watch tasks.
+        .watches_stream(deployment_stream.touched_objects(), |_: Deployment| {
+            None::<ObjectRef<Platform>>
+        })
         .watches_stream(pod_stream.touched_objects(), |_: Pod| {
             None::<ObjectRef<Platform>>
         })

@@ -24,7 +24,8 @@ use crate::stack::{dependency_keys, key_of};
 
 use super::build::PLATFORM_LABEL;
 use super::context::Context;
-use super::model::PodHealth;
+use super::model::{DeploymentState, PodHealth};
+use super::observe::deployment_state;
 use super::triage::Urgency;
 
 /// Fans a platform's relevant changes out to its neighbours and groups, and keeps the topology
@@ -135,13 +136,16 @@ impl PlatformTap {
 }
 
 /// Keeps the operator's Deployment writes in flight current (a write the watch delivered is
-/// no longer in flight), and queues the dependents of a platform whose workload became ready
-/// or stopped being ready: they decide from its Deployment (see `observe::is_ready`), not
-/// from its status, which is written from the same change one round trip later.
+/// no longer in flight), and queues, through the triage, the platform whose Deployment changed
+/// in what the operator reads of it ([`DeploymentState`]: a status heartbeat that changes
+/// nothing of it queues nothing), and the dependents of a platform whose workload became ready
+/// or stopped being ready. The dependents decide from its Deployment (see `observe::is_ready`),
+/// not from its status, which is written from the same change one round trip later, so their
+/// starts go ahead of that status write ([`Urgency::Workload`]).
 pub struct DeploymentTap {
     ctx: Arc<Context>,
-    /// Whether each Deployment's workload was ready when last seen.
-    ready: HashMap<NodeKey, bool>,
+    /// What the operator reads of each Deployment, as last seen.
+    seen: HashMap<NodeKey, DeploymentState>,
     relisting: HashSet<NodeKey>,
 }
 
@@ -149,7 +153,7 @@ impl DeploymentTap {
     pub fn new(ctx: Arc<Context>) -> Self {
         Self {
             ctx,
-            ready: HashMap::new(),
+            seen: HashMap::new(),
             relisting: HashSet::new(),
         }
     }
@@ -161,29 +165,63 @@ impl DeploymentTap {
             watcher::Event::InitApply(d) => {
                 let key = key(d);
                 self.ctx.own_writes.deployment_seen(&key, d);
-                self.ready.insert(key.clone(), running(d));
-                self.relisting.insert(key);
+                self.relisting.insert(key.clone());
+                // The first list is no news (every platform is queued by its own list); a
+                // re-list after a gap in the watch is, where it shows a change.
+                if let Some(before) = self.seen.insert(key.clone(), deployment_state(d)) {
+                    self.changed(&key, Some(&before));
+                }
             }
             watcher::Event::InitDone => {
                 let listed = std::mem::take(&mut self.relisting);
-                self.ready.retain(|key, _| listed.contains(key));
+                let gone: Vec<NodeKey> = self
+                    .seen
+                    .keys()
+                    .filter(|key| !listed.contains(*key))
+                    .cloned()
+                    .collect();
+                for key in gone {
+                    self.ctx.own_writes.deployment_deleted(&key);
+                    if let Some(before) = self.seen.remove(&key) {
+                        self.changed(&key, Some(&before));
+                    }
+                }
             }
             watcher::Event::Apply(d) => {
                 let key = key(d);
                 self.ctx.own_writes.deployment_seen(&key, d);
-                let ready = running(d);
-                if self.ready.insert(key.clone(), ready) != Some(ready) {
-                    self.queue_dependents(&key, ready);
-                }
+                let before = self.seen.insert(key.clone(), deployment_state(d));
+                self.changed(&key, before.as_ref());
             }
             watcher::Event::Delete(d) => {
                 let key = key(d);
                 self.ctx.own_writes.deployment_deleted(&key);
-                if self.ready.remove(&key) == Some(true) {
-                    self.queue_dependents(&key, false);
+                if let Some(before) = self.seen.remove(&key) {
+                    self.changed(&key, Some(&before));
                 }
             }
         }
+    }
+
+    /// Queues what a change of `platform`'s Deployment from `before` (none: it is new) to
+    /// what is now seen (none: it is gone) concerns.
+    fn changed(&self, platform: &NodeKey, before: Option<&DeploymentState>) {
+        let now = self.seen.get(platform);
+        if before == now {
+            return;
+        }
+        let (was_ready, ready) = (before.is_some_and(running), now.is_some_and(running));
+        // A workload that lost its readiness (or its Deployment) is a failure until its
+        // platform's reconcile says otherwise.
+        let urgency = if was_ready && !ready {
+            Urgency::Health
+        } else {
+            Urgency::Workload
+        };
+        if was_ready != ready {
+            self.queue_dependents(platform, ready);
+        }
+        self.ctx.triage.push(platform.clone(), urgency);
     }
 
     /// A workload that became ready may let its dependents start (see [`Urgency::Start`]);
@@ -195,17 +233,16 @@ impl DeploymentTap {
         }
     }
 
-    /// Deployments whose readiness is kept.
+    /// Deployments whose state is kept.
     #[cfg(test)]
     pub fn entries(&self) -> usize {
-        self.ready.len()
+        self.seen.len()
     }
 }
 
 /// A Deployment with replicas, every one of the current template ready.
-fn running(deployment: &Deployment) -> bool {
-    let state = super::observe::deployment_state(deployment);
-    state.replicas > 0 && super::observe::workload_ready(&state, state.replicas)
+fn running(state: &DeploymentState) -> bool {
+    state.replicas > 0 && super::observe::workload_ready(state, state.replicas)
 }
 
 /// Keeps the pod index current and queues a platform when what the operator reads of its pods

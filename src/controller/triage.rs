@@ -39,16 +39,22 @@ pub enum Urgency {
     /// of routine work so that a startup wave does not wait behind the first look at every
     /// platform still blocked.
     Start,
+    /// The platform's own workload moved (its Deployment became ready, rolled on, or was
+    /// deleted): its status must follow. Behind the starts its readiness let through, since
+    /// the dependents decide from the Deployment and not from that status, but not capped as
+    /// routine work: a layer's `Ready` must not wait behind a backlog of re-checks.
+    Workload,
     /// Anything else: a neighbour's state, a group, a healthy pod's update.
     Change,
 }
 
 impl Urgency {
-    pub const ALL: [Urgency; 5] = [
+    pub const ALL: [Urgency; 6] = [
         Urgency::DependencyFailure,
         Urgency::Health,
         Urgency::Resource,
         Urgency::Start,
+        Urgency::Workload,
         Urgency::Change,
     ];
 
@@ -58,6 +64,7 @@ impl Urgency {
             Urgency::Health => "health",
             Urgency::Resource => "resource",
             Urgency::Start => "start",
+            Urgency::Workload => "workload",
             Urgency::Change => "change",
         }
     }

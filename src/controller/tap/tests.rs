@@ -452,18 +452,116 @@ async fn a_workload_becoming_ready_or_unready_queues_the_dependents_only_then() 
     let mut tap = DeploymentTap::new(ctx.clone());
     tap.observe(&watcher::Event::InitApply(deployment("a", 1, 0)));
     tap.observe(&watcher::Event::InitDone);
-    assert!(drain(&ctx).is_empty(), "a re-list queues nothing by itself");
+    assert!(
+        drain(&ctx).is_empty(),
+        "the first list queues nothing by itself"
+    );
     tap.observe(&watcher::Event::Apply(deployment("a", 1, 0)));
-    assert!(drain(&ctx).is_empty(), "still starting");
+    assert!(
+        drain(&ctx).is_empty(),
+        "still starting, nothing read changed"
+    );
     tap.observe(&watcher::Event::Apply(deployment("a", 1, 1)));
-    assert_eq!(drain(&ctx), ["b", "c"], "ready: its dependents may start");
+    assert_eq!(
+        drain_with_urgency(&ctx),
+        [
+            ("b".to_string(), Urgency::Start),
+            ("c".to_string(), Urgency::Start),
+            ("a".to_string(), Urgency::Workload),
+        ],
+        "ready: its dependents may start, ahead of its own status"
+    );
     tap.observe(&watcher::Event::Apply(deployment("a", 1, 1)));
     assert!(drain(&ctx).is_empty(), "no change");
     tap.observe(&watcher::Event::Apply(deployment("a", 0, 0)));
-    assert_eq!(drain(&ctx), ["b", "c"], "scaled down");
+    assert_eq!(
+        drain_with_urgency(&ctx),
+        [
+            ("a".to_string(), Urgency::Health),
+            ("b".to_string(), Urgency::Change),
+            ("c".to_string(), Urgency::Change),
+        ],
+        "scaled down: its platform first"
+    );
     tap.observe(&watcher::Event::Delete(deployment("a", 0, 0)));
-    assert!(drain(&ctx).is_empty(), "it was not ready");
+    assert_eq!(
+        drain(&ctx),
+        ["a"],
+        "gone: only its platform, it was not ready"
+    );
     assert_eq!(tap.entries(), 0);
+}
+
+#[tokio::test]
+async fn a_status_update_that_changes_nothing_read_queues_nobody() {
+    let (ctx, _) = context(
+        &[seen(platform("a")), seen(platform("b").depends_on(["a"]))],
+        &[],
+    );
+    let mut tap = DeploymentTap::new(ctx.clone());
+    tap.observe(&watcher::Event::Apply(deployment("a", 1, 1)));
+    assert_eq!(drain(&ctx), ["b", "a"]);
+    let mut heartbeat = deployment("a", 1, 1);
+    heartbeat.metadata.resource_version = Some("7".into());
+    heartbeat
+        .status
+        .as_mut()
+        .expect("a status")
+        .available_replicas = Some(1);
+    tap.observe(&watcher::Event::Apply(heartbeat));
+    assert!(drain(&ctx).is_empty(), "availability is not read");
+    let mut rolling = deployment("a", 1, 1);
+    rolling.metadata.generation = Some(3);
+    tap.observe(&watcher::Event::Apply(rolling));
+    assert_eq!(
+        drain_with_urgency(&ctx),
+        [
+            ("a".to_string(), Urgency::Health),
+            ("b".to_string(), Urgency::Change),
+        ],
+        "a new spec not yet observed: no longer rolled out"
+    );
+}
+
+#[tokio::test]
+async fn a_relist_queues_what_changed_or_vanished_during_the_gap() {
+    let (ctx, _) = context(
+        &[
+            seen(platform("a")),
+            seen(platform("b").depends_on(["a"])),
+            seen(platform("x")),
+            seen(platform("y").depends_on(["x"])),
+            seen(platform("s")),
+        ],
+        &[],
+    );
+    let mut tap = DeploymentTap::new(ctx.clone());
+    for d in [
+        deployment("a", 1, 0),
+        deployment("x", 1, 1),
+        deployment("s", 1, 1),
+    ] {
+        tap.observe(&watcher::Event::Apply(d));
+    }
+    drain(&ctx);
+    // The watch broke; meanwhile a became ready and x's Deployment was deleted.
+    tap.observe(&watcher::Event::Init);
+    tap.observe(&watcher::Event::InitApply(deployment("a", 1, 1)));
+    tap.observe(&watcher::Event::InitApply(deployment("s", 1, 1)));
+    tap.observe(&watcher::Event::InitDone);
+    let mut queued = drain_with_urgency(&ctx);
+    queued.sort();
+    assert_eq!(
+        queued,
+        [
+            ("a".to_string(), Urgency::Workload),
+            ("b".to_string(), Urgency::Start),
+            ("x".to_string(), Urgency::Health),
+            ("y".to_string(), Urgency::Change),
+        ],
+        "s did not change"
+    );
+    assert_eq!(tap.entries(), 2);
 }
 
 /// Drains the triage: (name, urgency) in release order.
@@ -516,6 +614,7 @@ async fn a_startup_wave_goes_ahead_of_the_first_look_at_blocked_platforms() {
         [
             ("a-app".to_string(), Urgency::Start),
             ("b-app".to_string(), Urgency::Start),
+            ("z-db".to_string(), Urgency::Workload),
             ("x-other".to_string(), Urgency::Change),
         ]
     );

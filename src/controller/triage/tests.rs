@@ -37,9 +37,9 @@ fn many_triggers_for_one_platform_are_one_entry_at_the_highest_urgency() {
     }
     triage.push(key("b"), Urgency::Health);
     triage.push(key("b"), Urgency::Change);
-    assert_eq!(triage.depth(), [0, 1, 0, 0, 1]);
+    assert_eq!(triage.depth(), [0, 1, 0, 0, 0, 1]);
     assert_eq!(names(&triage), ["b", "a"]);
-    assert_eq!(triage.depth(), [0; 5]);
+    assert_eq!(triage.depth(), [0; Urgency::ALL.len()]);
 }
 
 #[test]
@@ -147,4 +147,31 @@ fn routine_work_takes_at_most_a_quarter_of_the_room() {
         "a routine finish makes room for the next routine trigger"
     );
     assert!(triage.try_release().is_none());
+}
+
+#[test]
+fn a_workload_that_moved_follows_the_starts_and_is_not_capped_as_routine() {
+    let triage = Triage::new(8, TriageMetrics::default());
+    triage.push(key("blocked"), Urgency::Change);
+    for i in 0..6 {
+        triage.push(key(&format!("ready-{i}")), Urgency::Workload);
+    }
+    triage.push(key("dependent"), Urgency::Start);
+    let handed: Vec<_> = std::iter::from_fn(|| triage.try_release())
+        .map(|(k, _)| k.name)
+        .collect();
+    assert_eq!(
+        handed,
+        [
+            "dependent",
+            "ready-0",
+            "ready-1",
+            "ready-2",
+            "ready-3",
+            "ready-4",
+            "ready-5",
+            "blocked"
+        ],
+        "six workloads at once, more than the two routine triggers a capacity of 8 allows"
+    );
 }
