@@ -14,7 +14,7 @@
 //! The watch side clears entries once the cache shows the write, and on deletion and re-list,
 //! so the table holds only writes in flight.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -159,6 +159,24 @@ impl OwnWrites {
         }
     }
 
+    /// A list of the Deployments is done: the writes of those it does not show are gone
+    /// (deleted during a gap in the watch, no Delete event is delivered for them). A write
+    /// made after the list began and dropped here is only applied once more.
+    pub fn deployments_listed(&self, listed: &HashSet<NodeKey>) {
+        let mut entries = self.lock();
+        let unlisted: Vec<NodeKey> = entries
+            .iter()
+            .filter(|(key, entry)| entry.deployment.is_some() && !listed.contains(*key))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in unlisted {
+            if let Some(entry) = entries.get_mut(&key) {
+                entry.deployment = None;
+            }
+            drop_if_empty(&mut entries, &key);
+        }
+    }
+
     /// Forgets everything about a deleted platform.
     pub fn forget(&self, key: &NodeKey) {
         self.lock().remove(key);
@@ -232,6 +250,24 @@ mod tests {
         let seen = own.deployment(&key(), Some(current)).expect("some");
         assert_eq!(seen.metadata.generation, Some(3));
         assert!(own.is_empty(), "a caught-up cache ends the overlay");
+    }
+
+    #[test]
+    fn a_list_that_no_longer_shows_a_written_deployment_ends_its_overlay() {
+        let own = OwnWrites::default();
+        let kept = NodeKey::new("ns", "kept");
+        own.remember_deployment(&key(), deployment("u1", 1));
+        own.remember_deployment(&kept, deployment("u2", 1));
+        own.deployments_listed(&HashSet::from([kept.clone()]));
+        assert!(
+            own.deployment(&key(), None).is_none(),
+            "deleted during the gap"
+        );
+        assert!(
+            own.deployment(&kept, None).is_some(),
+            "listed: still in flight"
+        );
+        assert_eq!(own.len(), 1);
     }
 
     #[test]

@@ -146,7 +146,12 @@ pub struct DeploymentTap {
     ctx: Arc<Context>,
     /// What the operator reads of each Deployment, as last seen.
     seen: HashMap<NodeKey, DeploymentState>,
-    relisting: HashSet<NodeKey>,
+    /// What the list under way delivered. The reflector shows a list's objects in the cache
+    /// only when the list is done, so that is when they are compared with `seen` and queued:
+    /// a reconcile queued earlier could read the Deployment as it was before the gap.
+    listing: HashMap<NodeKey, Deployment>,
+    /// The first list is done: later lists are re-lists after a gap in the watch.
+    listed_once: bool,
 }
 
 impl DeploymentTap {
@@ -154,39 +159,19 @@ impl DeploymentTap {
         Self {
             ctx,
             seen: HashMap::new(),
-            relisting: HashSet::new(),
+            listing: HashMap::new(),
+            listed_once: false,
         }
     }
 
     pub fn observe(&mut self, event: &watcher::Event<Deployment>) {
         let key = |d: &Deployment| NodeKey::new(d.namespace().unwrap_or_default(), d.name_any());
         match event {
-            watcher::Event::Init => self.relisting.clear(),
+            watcher::Event::Init => self.listing.clear(),
             watcher::Event::InitApply(d) => {
-                let key = key(d);
-                self.ctx.own_writes.deployment_seen(&key, d);
-                self.relisting.insert(key.clone());
-                // The first list is no news (every platform is queued by its own list); a
-                // re-list after a gap in the watch is, where it shows a change.
-                if let Some(before) = self.seen.insert(key.clone(), deployment_state(d)) {
-                    self.changed(&key, Some(&before));
-                }
+                self.listing.insert(key(d), d.clone());
             }
-            watcher::Event::InitDone => {
-                let listed = std::mem::take(&mut self.relisting);
-                let gone: Vec<NodeKey> = self
-                    .seen
-                    .keys()
-                    .filter(|key| !listed.contains(*key))
-                    .cloned()
-                    .collect();
-                for key in gone {
-                    self.ctx.own_writes.deployment_deleted(&key);
-                    if let Some(before) = self.seen.remove(&key) {
-                        self.changed(&key, Some(&before));
-                    }
-                }
-            }
+            watcher::Event::InitDone => self.listed(),
             watcher::Event::Apply(d) => {
                 let key = key(d);
                 self.ctx.own_writes.deployment_seen(&key, d);
@@ -201,6 +186,34 @@ impl DeploymentTap {
                 }
             }
         }
+    }
+
+    /// A list is done and the cache shows it. The first is no news (every platform is queued
+    /// by its own list); a re-list is, wherever it differs from what was seen before the gap,
+    /// Deployments it no longer shows included (no Delete event is delivered for them).
+    fn listed(&mut self) {
+        let listing = std::mem::take(&mut self.listing);
+        let listed: HashSet<NodeKey> = listing.keys().cloned().collect();
+        self.ctx.own_writes.deployments_listed(&listed);
+        let gone: Vec<NodeKey> = self
+            .seen
+            .keys()
+            .filter(|key| !listed.contains(*key))
+            .cloned()
+            .collect();
+        for key in gone {
+            if let Some(before) = self.seen.remove(&key) {
+                self.changed(&key, Some(&before));
+            }
+        }
+        for (key, deployment) in listing {
+            self.ctx.own_writes.deployment_seen(&key, &deployment);
+            let before = self.seen.insert(key.clone(), deployment_state(&deployment));
+            if self.listed_once {
+                self.changed(&key, before.as_ref());
+            }
+        }
+        self.listed_once = true;
     }
 
     /// Queues what a change of `platform`'s Deployment from `before` (none: it is new) to

@@ -532,22 +532,30 @@ async fn a_relist_queues_what_changed_or_vanished_during_the_gap() {
             seen(platform("x")),
             seen(platform("y").depends_on(["x"])),
             seen(platform("s")),
+            seen(platform("n")),
         ],
         &[],
     );
     let mut tap = DeploymentTap::new(ctx.clone());
+    tap.observe(&watcher::Event::Init);
     for d in [
         deployment("a", 1, 0),
         deployment("x", 1, 1),
         deployment("s", 1, 1),
     ] {
-        tap.observe(&watcher::Event::Apply(d));
+        tap.observe(&watcher::Event::InitApply(d));
     }
-    drain(&ctx);
-    // The watch broke; meanwhile a became ready and x's Deployment was deleted.
+    tap.observe(&watcher::Event::InitDone);
+    assert!(drain(&ctx).is_empty(), "the first list is no news");
+    // The watch broke; meanwhile a became ready, x's Deployment was deleted and n's created.
     tap.observe(&watcher::Event::Init);
     tap.observe(&watcher::Event::InitApply(deployment("a", 1, 1)));
     tap.observe(&watcher::Event::InitApply(deployment("s", 1, 1)));
+    tap.observe(&watcher::Event::InitApply(deployment("n", 1, 0)));
+    assert!(
+        drain(&ctx).is_empty(),
+        "nothing before the list is done: the cache does not show it yet"
+    );
     tap.observe(&watcher::Event::InitDone);
     let mut queued = drain_with_urgency(&ctx);
     queued.sort();
@@ -556,12 +564,13 @@ async fn a_relist_queues_what_changed_or_vanished_during_the_gap() {
         [
             ("a".to_string(), Urgency::Workload),
             ("b".to_string(), Urgency::Start),
+            ("n".to_string(), Urgency::Workload),
             ("x".to_string(), Urgency::Health),
             ("y".to_string(), Urgency::Change),
         ],
         "s did not change"
     );
-    assert_eq!(tap.entries(), 2);
+    assert_eq!(tap.entries(), 3);
 }
 
 /// Drains the triage: (name, urgency) in release order.
