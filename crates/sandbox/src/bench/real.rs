@@ -24,6 +24,7 @@ mod cluster;
 mod cpu;
 mod operator_run;
 mod scrape;
+mod server;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -124,6 +125,12 @@ pub struct RealReport {
     /// The same from the operator's start to the last platform Ready, the operator included.
     #[serde(default)]
     pub operator_cpu: Option<PhaseCpu>,
+    /// What the API server counted while the baseline came up (see `server.rs`).
+    #[serde(default)]
+    pub baseline_server: Option<server::ServerCounts>,
+    /// The same from the operator's start to the last platform Ready.
+    #[serde(default)]
+    pub operator_server: Option<server::ServerCounts>,
     /// The control plane's client settings, from `control-plane.env` beside the kubeconfig
     /// (written by testenv/up.sh); `null` when there is none.
     pub control_plane: Option<ControlPlane>,
@@ -295,9 +302,11 @@ pub async fn run_real_bench(bench: &RealBench) -> Result<RealReport, RealError> 
     let namespace = cluster::BenchNamespace::create(&client, "baseline").await?;
     let layers = layers(&stack);
     let cpu = cpu::CpuWatch::control_plane_beside(&bench.kubeconfig);
-    let before = cpu.read();
+    let counter = server::ServerCounter::new(client.clone());
+    let (before, counted_before) = (cpu.read(), counter.read().await);
     let baseline = baseline::run(&client, &namespace.name, &layers, &ready_after, timeout).await;
     let baseline_cpu = cpu.read().since(&before);
+    let baseline_server = server::phase(counted_before, counter.read().await);
     let baseline = baseline.map(|ready| {
         let took = ready.last().copied().unwrap_or_default();
         (took, ready)
@@ -308,6 +317,9 @@ pub async fn run_real_bench(bench: &RealBench) -> Result<RealReport, RealError> 
             took.as_secs_f64() * 1000.0,
             baseline_cpu.describe()
         );
+        if let Some(counts) = &baseline_server {
+            say!("API server, baseline: {}", counts.describe_writes(8));
+        }
     }
     namespace.delete_and_wait(&client, NAMESPACE_DELETION).await;
     let (baseline, baseline_layer_ready) = baseline?;
@@ -321,7 +333,11 @@ pub async fn run_real_bench(bench: &RealBench) -> Result<RealReport, RealError> 
         bench,
         &stack,
         &layers,
-        operator_run::Instruments { api_port, cpu },
+        operator_run::Instruments {
+            api_port,
+            cpu,
+            server: counter,
+        },
         timeout,
     )
     .await;
@@ -373,6 +389,8 @@ pub async fn run_real_bench(bench: &RealBench) -> Result<RealReport, RealError> 
         watch_restarts: run.watch_restarts,
         baseline_cpu: Some(baseline_cpu),
         operator_cpu: Some(run.cpu.clone()),
+        baseline_server,
+        operator_server: run.server.clone(),
         control_plane,
     })
 }

@@ -20,6 +20,7 @@ use platform_operator::fixtures::platform;
 use super::cluster::{BENCH_MANAGER, IN_FLIGHT};
 use super::cpu::{CpuWatch, PhaseCpu};
 use super::scrape::{RequestCounts, Scraper};
+use super::server::{self, ServerCounter, ServerCounts};
 use super::{READY_AFTER_ANNOTATION, RealBench, RealError};
 use crate::bench::process::Sampler;
 use crate::bench::{ProcessSamples, apply_all};
@@ -35,6 +36,8 @@ pub(super) struct Instruments {
     pub api_port: u16,
     /// The control plane's processes (the operator's is added).
     pub cpu: CpuWatch,
+    /// The API server's own request counters.
+    pub server: ServerCounter,
 }
 
 /// What the run measured.
@@ -55,6 +58,8 @@ pub(super) struct OperatorRun {
     pub requests: RequestCounts,
     /// CPU from the operator's start to the last Ready (to the failure, if it did not converge).
     pub cpu: PhaseCpu,
+    /// What the API server counted over the same span.
+    pub server: Option<ServerCounts>,
 }
 
 pub(super) async fn run(
@@ -97,7 +102,7 @@ pub(super) async fn run(
         child.id()
     );
     let cpu = instruments.cpu.with("platform-operator", child.id());
-    let cpu_at_start = cpu.read();
+    let (cpu_at_start, counted_at_start) = (cpu.read(), instruments.server.read().await);
     let sampler = Sampler::start(child.id(), Some(instruments.api_port), || 0);
     let scraper = Scraper::start(port);
 
@@ -110,6 +115,7 @@ pub(super) async fn run(
     )
     .await;
     let phase_cpu = cpu.read().since(&cpu_at_start);
+    let phase_server = server::phase(counted_at_start, instruments.server.read().await);
     if let Ok(last_ready) = &converged {
         let took = last_ready.saturating_duration_since(start).as_secs_f64();
         say!(
@@ -118,6 +124,9 @@ pub(super) async fn run(
             took,
             phase_cpu.describe()
         );
+        if let Some(counts) = &phase_server {
+            say!("API server, operator: {}", counts.describe_writes(8));
+        }
     }
     let settled = converged.as_ref().map_or(start, |at| *at + AT_REST);
     while converged.is_ok() && Instant::now() < settled {
@@ -184,6 +193,7 @@ pub(super) async fn run(
         samples,
         requests,
         cpu: phase_cpu,
+        server: phase_server,
     })
 }
 
