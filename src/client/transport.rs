@@ -52,6 +52,16 @@ pub type BaseBuilder =
 /// `PingTimeout`): a watch on a connection that died quietly is noticed within 45 s.
 const PING_AFTER_IDLE: Duration = Duration::from_secs(30);
 const PING_TIMEOUT: Duration = Duration::from_secs(15);
+/// What the API server may send on one stream (a watch) before the operator has read it, and
+/// on the whole connection: client-go's per-stream value (Go's HTTP/2 transport: 4 MiB), with
+/// room for every watch at once on the connection. hyper's adaptive window starts at HTTP/2's
+/// 64 KiB and grows with the measured bandwidth-delay product, which stays small on a short
+/// round trip: a burst then waits at the server for the operator's next read. The API server
+/// closes a watch whose events it cannot hand over in time as unresponsive, and the new watch
+/// replays what it missed (81 pod and 41 Deployment watches closed in one 10,000-platform run
+/// with the adaptive window).
+const STREAM_WINDOW: u32 = 4 << 20;
+const CONNECTION_WINDOW: u32 = 64 << 20;
 
 /// One way to the API server, from which any number of clients are built.
 #[derive(Clone)]
@@ -136,7 +146,8 @@ fn http2_pool(
     let connector = builder.enable_http2().wrap_connector(http);
     Ok(HyperClient::builder(TokioExecutor::new())
         .http2_only(true)
-        .http2_adaptive_window(true)
+        .http2_initial_stream_window_size(STREAM_WINDOW)
+        .http2_initial_connection_window_size(CONNECTION_WINDOW)
         .http2_keep_alive_interval(PING_AFTER_IDLE)
         .http2_keep_alive_timeout(PING_TIMEOUT)
         .http2_keep_alive_while_idle(true)

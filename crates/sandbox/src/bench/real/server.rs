@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 const REQUESTS: &str = "apiserver_request_total";
 const WATCH_EVENTS: &str = "apiserver_watch_events_total";
 const WATCH_BYTES: &str = "apiserver_watch_events_sizes_sum";
+const TERMINATED: &str = "apiserver_terminated_watchers_total";
 /// Verbs that change nothing stored.
 const READS: [&str; 5] = ["GET", "LIST", "WATCH", "CONNECT", "PROXY"];
 
@@ -25,6 +26,10 @@ pub struct ServerCounts {
     pub watch_events: BTreeMap<String, u64>,
     /// Their encoded size in bytes, by resource.
     pub watch_bytes: BTreeMap<String, u64>,
+    /// Watches the API server closed because their client did not take the events fast
+    /// enough, by resource (each is followed by a new watch and a replay of what it missed).
+    #[serde(default)]
+    pub terminated_watchers: BTreeMap<String, u64>,
 }
 
 impl ServerCounts {
@@ -45,6 +50,7 @@ impl ServerCounts {
                 REQUESTS => &mut counts.requests,
                 WATCH_EVENTS => &mut counts.watch_events,
                 WATCH_BYTES => &mut counts.watch_bytes,
+                TERMINATED => &mut counts.terminated_watchers,
                 _ => continue,
             };
             let key = if name == REQUESTS {
@@ -78,6 +84,7 @@ impl ServerCounts {
             requests: diff(&self.requests, &before.requests),
             watch_events: diff(&self.watch_events, &before.watch_events),
             watch_bytes: diff(&self.watch_bytes, &before.watch_bytes),
+            terminated_watchers: diff(&self.terminated_watchers, &before.terminated_watchers),
         }
     }
 
@@ -108,10 +115,12 @@ impl ServerCounts {
             .collect();
         let watch_mb = self.watch_bytes.values().sum::<u64>() as f64 / 1e6;
         format!(
-            "{} writes ({}); {} watch events sent ({watch_mb:.1} MB)",
+            "{} writes ({}); {} watch events sent ({watch_mb:.1} MB); {} watches closed as \
+             unresponsive",
             self.writes(),
             listed.join(", "),
-            self.watch_events.values().sum::<u64>()
+            self.watch_events.values().sum::<u64>(),
+            self.terminated_watchers.values().sum::<u64>()
         )
     }
 }
@@ -218,6 +227,7 @@ apiserver_request_total{code="200",component="apiserver",dry_run="",group="",res
 apiserver_request_total{code="200",component="",dry_run="",group="",resource="",scope="",subresource="/readyz",verb="GET",version=""} 3
 apiserver_watch_events_total{group="",resource="pods",version="v1"} 72248
 apiserver_watch_events_sizes_sum{group="",resource="pods",version="v1"} 1.5e+08
+apiserver_terminated_watchers_total{group="apps",resource="deployments"} 41
 apiserver_request_duration_seconds_sum{verb="PUT"} 12.5
 weird_metric{note="a \"quoted\", comma"} 1
 "#;
@@ -231,6 +241,7 @@ weird_metric{note="a \"quoted\", comma"} 1
         assert_eq!(counts.requests["GET /readyz"], 3);
         assert_eq!(counts.watch_events["pods"], 72248);
         assert_eq!(counts.watch_bytes["pods"], 150_000_000);
+        assert_eq!(counts.terminated_watchers["deployments"], 41);
         assert_eq!(counts.writes(), 15971, "the reads are not writes");
     }
 
@@ -243,7 +254,8 @@ weird_metric{note="a \"quoted\", comma"} 1
         assert!(phase.watch_events.is_empty());
         assert_eq!(
             phase.describe_writes(5),
-            "500 writes (500 POST pods); 0 watch events sent (0.0 MB)"
+            "500 writes (500 POST pods); 0 watch events sent (0.0 MB); 0 watches closed as \
+             unresponsive"
         );
         assert_eq!(super::phase(None, Some(ServerCounts::default())), None);
     }
