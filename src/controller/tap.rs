@@ -140,8 +140,8 @@ impl PlatformTap {
 /// in what the operator reads of it ([`DeploymentState`]: a status heartbeat that changes
 /// nothing of it queues nothing), and the dependents of a platform whose workload became ready
 /// or stopped being ready. The dependents decide from its Deployment (see `observe::is_ready`),
-/// not from its status, which is written from the same change one round trip later, so their
-/// starts go ahead of that status write ([`Urgency::Workload`]).
+/// not from its status coming back through the watch; that status write is handed out just
+/// ahead of their starts ([`Urgency::Workload`]).
 pub struct DeploymentTap {
     ctx: Arc<Context>,
     /// What the operator reads of each Deployment, as last seen.
@@ -231,10 +231,10 @@ impl DeploymentTap {
         } else {
             Urgency::Workload
         };
+        self.ctx.triage.push(platform.clone(), urgency);
         if was_ready != ready {
             self.queue_dependents(platform, ready);
         }
-        self.ctx.triage.push(platform.clone(), urgency);
     }
 
     /// A workload that became ready may let its dependents start (see [`Urgency::Start`]);

@@ -35,15 +35,16 @@ pub enum Urgency {
     Health,
     /// A pod was OOM-killed, or usage crossed its threshold.
     Resource,
+    /// The platform's own workload moved (its Deployment became ready, rolled on, or was
+    /// deleted): its status must follow. Handed out ahead of the starts that readiness lets
+    /// through, so that a dependency's `Ready` is written before its dependents' `Starting`
+    /// (which each write after creating their Deployment), as users read the order. Not
+    /// capped as routine work: a layer's `Ready` must not wait behind a backlog of re-checks.
+    Workload,
     /// The platform may start now: it has no dependencies, or one just became ready. Ahead
     /// of routine work so that a startup wave does not wait behind the first look at every
     /// platform still blocked.
     Start,
-    /// The platform's own workload moved (its Deployment became ready, rolled on, or was
-    /// deleted): its status must follow. Behind the starts its readiness let through, since
-    /// the dependents decide from the Deployment and not from that status, but not capped as
-    /// routine work: a layer's `Ready` must not wait behind a backlog of re-checks.
-    Workload,
     /// Anything else: a neighbour's state, a group, a healthy pod's update.
     Change,
 }
@@ -53,8 +54,8 @@ impl Urgency {
         Urgency::DependencyFailure,
         Urgency::Health,
         Urgency::Resource,
-        Urgency::Start,
         Urgency::Workload,
+        Urgency::Start,
         Urgency::Change,
     ];
 

@@ -465,11 +465,11 @@ async fn a_workload_becoming_ready_or_unready_queues_the_dependents_only_then() 
     assert_eq!(
         drain_with_urgency(&ctx),
         [
+            ("a".to_string(), Urgency::Workload),
             ("b".to_string(), Urgency::Start),
             ("c".to_string(), Urgency::Start),
-            ("a".to_string(), Urgency::Workload),
         ],
-        "ready: its dependents may start, ahead of its own status"
+        "ready: its status first, then its dependents may start"
     );
     tap.observe(&watcher::Event::Apply(deployment("a", 1, 1)));
     assert!(drain(&ctx).is_empty(), "no change");
@@ -500,7 +500,7 @@ async fn a_status_update_that_changes_nothing_read_queues_nobody() {
     );
     let mut tap = DeploymentTap::new(ctx.clone());
     tap.observe(&watcher::Event::Apply(deployment("a", 1, 1)));
-    assert_eq!(drain(&ctx), ["b", "a"]);
+    assert_eq!(drain(&ctx), ["a", "b"]);
     let mut heartbeat = deployment("a", 1, 1);
     heartbeat.metadata.resource_version = Some("7".into());
     heartbeat
@@ -621,9 +621,9 @@ async fn a_startup_wave_goes_ahead_of_the_first_look_at_blocked_platforms() {
     assert_eq!(
         drain_with_urgency(&ctx),
         [
+            ("z-db".to_string(), Urgency::Workload),
             ("a-app".to_string(), Urgency::Start),
             ("b-app".to_string(), Urgency::Start),
-            ("z-db".to_string(), Urgency::Workload),
             ("x-other".to_string(), Urgency::Change),
         ]
     );

@@ -150,26 +150,26 @@ fn routine_work_takes_at_most_a_quarter_of_the_room() {
 }
 
 #[test]
-fn a_workload_that_moved_follows_the_starts_and_is_not_capped_as_routine() {
+fn a_workload_that_moved_goes_ahead_of_the_starts_and_is_not_capped_as_routine() {
     let triage = Triage::new(8, TriageMetrics::default());
     triage.push(key("blocked"), Urgency::Change);
+    triage.push(key("dependent"), Urgency::Start);
     for i in 0..6 {
         triage.push(key(&format!("ready-{i}")), Urgency::Workload);
     }
-    triage.push(key("dependent"), Urgency::Start);
     let handed: Vec<_> = std::iter::from_fn(|| triage.try_release())
         .map(|(k, _)| k.name)
         .collect();
     assert_eq!(
         handed,
         [
-            "dependent",
             "ready-0",
             "ready-1",
             "ready-2",
             "ready-3",
             "ready-4",
             "ready-5",
+            "dependent",
             "blocked"
         ],
         "six workloads at once, more than the two routine triggers a capacity of 8 allows"
