@@ -224,12 +224,14 @@ impl DeploymentTap {
             return;
         }
         let (was_ready, ready) = (before.is_some_and(running), now.is_some_and(running));
-        // A workload that lost its readiness (or its Deployment) is a failure until its
-        // platform's reconcile says otherwise.
-        let urgency = if was_ready && !ready {
-            Urgency::Health
-        } else {
+        // Readiness gained or lost, or the Deployment gone: its status must follow. A failure
+        // behind a lost readiness is queued by the pod tap at its own urgency (health,
+        // resource); a Health push here would take the place of a queued Resource trigger.
+        // The steps of a rollout or of a start (created, observed, replicas moving) are routine.
+        let urgency = if was_ready != ready || now.is_none() {
             Urgency::Workload
+        } else {
+            Urgency::Change
         };
         self.ctx.triage.push(platform.clone(), urgency);
         if was_ready != ready {

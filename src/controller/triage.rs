@@ -1,5 +1,5 @@
-//! Triage: the queue of the reconciles a platform's surroundings ask for (its pods, its
-//! neighbours, its group, its resource usage), served most urgent first.
+//! Triage: the queue of the reconciles a platform's surroundings ask for (its Deployment, its
+//! pods, its neighbours, its group, its resource usage), served most urgent first.
 //!
 //! kube-runtime's own queue is first come, first served. Under a storm of pod updates that
 //! would put a dependency failure behind thousands of routine re-checks, so these triggers
@@ -35,11 +35,12 @@ pub enum Urgency {
     Health,
     /// A pod was OOM-killed, or usage crossed its threshold.
     Resource,
-    /// The platform's own workload moved (its Deployment became ready, rolled on, or was
-    /// deleted): its status must follow. Handed out ahead of the starts that readiness lets
-    /// through, so that a dependency's `Ready` is written before its dependents' `Starting`
-    /// (which each write after creating their Deployment), as users read the order. Not
-    /// capped as routine work: a layer's `Ready` must not wait behind a backlog of re-checks.
+    /// The platform's own workload moved (its Deployment became ready, stopped being ready, or
+    /// was deleted): its status must follow. Handed out ahead of the
+    /// starts that readiness lets through, so that a dependency's `Ready` is, as a rule,
+    /// written before its dependents' `Starting` (each written after their Deployment); the
+    /// reconciles run side by side, so it is an order, not a guarantee. Not capped as routine
+    /// work: a layer's `Ready` must not wait behind a backlog of re-checks.
     Workload,
     /// The platform may start now: it has no dependencies, or one just became ready. Ahead
     /// of routine work so that a startup wave does not wait behind the first look at every
@@ -64,8 +65,8 @@ impl Urgency {
             Urgency::DependencyFailure => "dependency_failure",
             Urgency::Health => "health",
             Urgency::Resource => "resource",
-            Urgency::Start => "start",
             Urgency::Workload => "workload",
+            Urgency::Start => "start",
             Urgency::Change => "change",
         }
     }

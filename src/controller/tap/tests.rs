@@ -477,7 +477,7 @@ async fn a_workload_becoming_ready_or_unready_queues_the_dependents_only_then() 
     assert_eq!(
         drain_with_urgency(&ctx),
         [
-            ("a".to_string(), Urgency::Health),
+            ("a".to_string(), Urgency::Workload),
             ("b".to_string(), Urgency::Change),
             ("c".to_string(), Urgency::Change),
         ],
@@ -516,7 +516,7 @@ async fn a_status_update_that_changes_nothing_read_queues_nobody() {
     assert_eq!(
         drain_with_urgency(&ctx),
         [
-            ("a".to_string(), Urgency::Health),
+            ("a".to_string(), Urgency::Workload),
             ("b".to_string(), Urgency::Change),
         ],
         "a new spec not yet observed: no longer rolled out"
@@ -564,8 +564,8 @@ async fn a_relist_queues_what_changed_or_vanished_during_the_gap() {
         [
             ("a".to_string(), Urgency::Workload),
             ("b".to_string(), Urgency::Start),
-            ("n".to_string(), Urgency::Workload),
-            ("x".to_string(), Urgency::Health),
+            ("n".to_string(), Urgency::Change),
+            ("x".to_string(), Urgency::Workload),
             ("y".to_string(), Urgency::Change),
         ],
         "s did not change"

@@ -306,7 +306,7 @@ pub async fn run_real_bench(bench: &RealBench) -> Result<RealReport, RealError> 
     let (before, counted_before) = (cpu.read(), counter.read().await);
     let baseline = baseline::run(&client, &namespace.name, &layers, &ready_after, timeout).await;
     let baseline_cpu = cpu.read().since(&before);
-    let baseline_server = server::phase(counted_before, counter.read().await);
+    let baseline_server = server::phase_counts(counted_before, counter.read().await);
     let baseline = baseline.map(|ready| {
         let took = ready.last().copied().unwrap_or_default();
         (took, ready)
@@ -318,7 +318,7 @@ pub async fn run_real_bench(bench: &RealBench) -> Result<RealReport, RealError> 
             baseline_cpu.describe()
         );
         if let Some(counts) = &baseline_server {
-            say!("API server, baseline: {}", counts.describe_writes(8));
+            say!("API server, baseline: {}", counts.describe(8));
         }
     }
     namespace.delete_and_wait(&client, NAMESPACE_DELETION).await;

@@ -115,7 +115,7 @@ pub(super) async fn run(
     )
     .await;
     let phase_cpu = cpu.read().since(&cpu_at_start);
-    let phase_server = server::phase(counted_at_start, instruments.server.read().await);
+    let phase_server = server::phase_counts(counted_at_start, instruments.server.read().await);
     if let Ok(last_ready) = &converged {
         let took = last_ready.saturating_duration_since(start).as_secs_f64();
         say!(
@@ -125,7 +125,7 @@ pub(super) async fn run(
             phase_cpu.describe()
         );
         if let Some(counts) = &phase_server {
-            say!("API server, operator: {}", counts.describe_writes(8));
+            say!("API server, operator: {}", counts.describe(8));
         }
     }
     let settled = converged.as_ref().map_or(start, |at| *at + AT_REST);

@@ -92,20 +92,18 @@ impl ServerCounts {
     pub fn writes(&self) -> u64 {
         self.requests
             .iter()
-            .filter(|(key, _)| {
-                let verb = key.split(' ').next().unwrap_or_default();
-                !READS.contains(&verb)
-            })
+            .filter(|(key, _)| is_write(key))
             .map(|(_, count)| count)
             .sum()
     }
 
-    /// The writes, most first, at most `top`: `1000 POST pods, ...`.
-    pub fn describe_writes(&self, top: usize) -> String {
+    /// The writes, most first (at most `top`: `1000 POST pods, ...`), the watch events and
+    /// the watches closed.
+    pub fn describe(&self, top: usize) -> String {
         let mut writes: Vec<(&String, &u64)> = self
             .requests
             .iter()
-            .filter(|(key, _)| !READS.contains(&key.split(' ').next().unwrap_or_default()))
+            .filter(|(key, _)| is_write(key))
             .collect();
         writes.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
         let listed: Vec<String> = writes
@@ -123,6 +121,11 @@ impl ServerCounts {
             self.terminated_watchers.values().sum::<u64>()
         )
     }
+}
+
+/// `VERB resource`: a verb that changes something stored.
+fn is_write(key: &str) -> bool {
+    !READS.contains(&key.split(' ').next().unwrap_or_default())
 }
 
 /// A label's name and its value, unescaped.
@@ -207,7 +210,7 @@ impl ServerCounter {
 }
 
 /// What a phase cost the API server, from readings at its start and end.
-pub(super) fn phase(
+pub(super) fn phase_counts(
     before: Option<ServerCounts>,
     after: Option<ServerCounts>,
 ) -> Option<ServerCounts> {
@@ -249,15 +252,15 @@ weird_metric{note="a \"quoted\", comma"} 1
     fn a_phase_is_the_difference_of_two_readings() {
         let before = ServerCounts::parse(PAGE);
         let after = ServerCounts::parse(&PAGE.replace("} 2000", "} 2500"));
-        let phase = phase(Some(before), Some(after)).expect("both read");
+        let phase = phase_counts(Some(before), Some(after)).expect("both read");
         assert_eq!(phase.requests, BTreeMap::from([("POST pods".into(), 500)]));
         assert!(phase.watch_events.is_empty());
         assert_eq!(
-            phase.describe_writes(5),
+            phase.describe(5),
             "500 writes (500 POST pods); 0 watch events sent (0.0 MB); 0 watches closed as \
              unresponsive"
         );
-        assert_eq!(super::phase(None, Some(ServerCounts::default())), None);
+        assert_eq!(phase_counts(None, Some(ServerCounts::default())), None);
     }
 
     #[test]
