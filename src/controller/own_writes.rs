@@ -163,18 +163,12 @@ impl OwnWrites {
     /// (deleted during a gap in the watch, no Delete event is delivered for them). A write
     /// made after the list began and dropped here is only applied once more.
     pub fn deployments_listed(&self, listed: &HashSet<NodeKey>) {
-        let mut entries = self.lock();
-        let unlisted: Vec<NodeKey> = entries
-            .iter()
-            .filter(|(key, entry)| entry.deployment.is_some() && !listed.contains(*key))
-            .map(|(key, _)| key.clone())
-            .collect();
-        for key in unlisted {
-            if let Some(entry) = entries.get_mut(&key) {
+        self.lock().retain(|key, entry| {
+            if !listed.contains(key) {
                 entry.deployment = None;
             }
-            drop_if_empty(&mut entries, &key);
-        }
+            !entry.is_empty()
+        });
     }
 
     /// Forgets everything about a deleted platform.

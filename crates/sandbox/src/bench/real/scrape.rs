@@ -13,6 +13,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
+use super::server::sample;
+
 const COUNTER: &str = "pmp_kube_requests_total";
 const EVENT_QUEUE: &str = "pmp_event_queue_depth";
 const EVERY: Duration = Duration::from_millis(500);
@@ -130,10 +132,9 @@ fn parse_gauge(page: &str, name: &str) -> u64 {
 fn parse_counts(page: &str) -> BTreeMap<String, u64> {
     page.lines()
         .filter_map(|line| {
-            let labels = line.strip_prefix(COUNTER)?.strip_prefix("{class=\"")?;
-            let (class, rest) = labels.split_once("\"}")?;
-            let value: f64 = rest.split_whitespace().next()?.parse().ok()?;
-            Some((class.to_string(), value as u64))
+            let (name, labels, value) = sample(line)?;
+            let (_, class) = labels.into_iter().find(|(key, _)| *key == "class")?;
+            (name == COUNTER).then_some((class, value as u64))
         })
         .collect()
 }

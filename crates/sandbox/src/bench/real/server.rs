@@ -129,10 +129,10 @@ fn is_write(key: &str) -> bool {
 }
 
 /// A label's name and its value, unescaped.
-type Label<'a> = (&'a str, String);
+pub(super) type Label<'a> = (&'a str, String);
 
 /// One `name{labels} value` line: the name, the labels and the value.
-fn sample(line: &str) -> Option<(&str, Vec<Label<'_>>, f64)> {
+pub(super) fn sample(line: &str) -> Option<(&str, Vec<Label<'_>>, f64)> {
     if line.starts_with('#') {
         return None;
     }
