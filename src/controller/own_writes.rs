@@ -137,13 +137,13 @@ impl OwnWrites {
     }
 
     /// The Deployment watch delivered `seen`: a write it includes is no longer in flight.
-    pub fn deployment_seen(&self, key: &NodeKey, seen: &Deployment) {
+    pub fn deployment_seen(&self, key: &NodeKey, seen: &DeploymentVersion) {
         let mut entries = self.lock();
         if let Some(entry) = entries.get_mut(key)
             && entry
                 .deployment
                 .as_ref()
-                .is_some_and(|written| !is_older(seen, written))
+                .is_some_and(|written| !seen.is_older_than(written))
         {
             entry.deployment = None;
             drop_if_empty(&mut entries, key);
@@ -195,6 +195,29 @@ impl OwnWrites {
 fn is_older(cached: &Deployment, written: &Deployment) -> bool {
     let same_object = cached.metadata.uid == written.metadata.uid;
     same_object && cached.metadata.generation < written.metadata.generation
+}
+
+/// Which write of a Deployment an object shows: the object and its generation. All a
+/// delivered Deployment is compared with a write by, so that a list under way keeps this
+/// much of each Deployment rather than a copy.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DeploymentVersion {
+    uid: Option<String>,
+    generation: Option<i64>,
+}
+
+impl DeploymentVersion {
+    pub fn of(deployment: &Deployment) -> Self {
+        Self {
+            uid: deployment.metadata.uid.clone(),
+            generation: deployment.metadata.generation,
+        }
+    }
+
+    /// The same object as `written`, from before it (a lower generation).
+    fn is_older_than(&self, written: &Deployment) -> bool {
+        self.uid == written.metadata.uid && self.generation < written.metadata.generation
+    }
 }
 
 fn drop_if_empty(entries: &mut HashMap<NodeKey, Entry>, key: &NodeKey) {
@@ -268,9 +291,9 @@ mod tests {
     fn the_watch_clears_a_deployment_write_once_it_delivers_it() {
         let own = OwnWrites::default();
         own.remember_deployment(&key(), deployment("u1", 2));
-        own.deployment_seen(&key(), &deployment("u1", 1));
+        own.deployment_seen(&key(), &DeploymentVersion::of(&deployment("u1", 1)));
         assert_eq!(own.len(), 1, "an older version leaves the write in flight");
-        own.deployment_seen(&key(), &deployment("u1", 2));
+        own.deployment_seen(&key(), &DeploymentVersion::of(&deployment("u1", 2)));
         assert!(own.is_empty());
     }
 

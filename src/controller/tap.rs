@@ -26,6 +26,7 @@ use super::build::PLATFORM_LABEL;
 use super::context::Context;
 use super::model::{DeploymentState, PodHealth};
 use super::observe::deployment_state;
+use super::own_writes::DeploymentVersion;
 use super::triage::Urgency;
 
 /// Fans a platform's relevant changes out to its neighbours and groups, and keeps the topology
@@ -149,7 +150,9 @@ pub struct DeploymentTap {
     /// What the list under way delivered. The reflector shows a list's objects in the cache
     /// only when the list is done, so that is when they are compared with `seen` and queued:
     /// a reconcile queued earlier could read the Deployment as it was before the gap.
-    listing: HashMap<NodeKey, Deployment>,
+    /// Only what is compared of each is kept, not a copy: at scale a re-list is every
+    /// Deployment of the cluster at once.
+    listing: HashMap<NodeKey, (DeploymentState, DeploymentVersion)>,
     /// The first list is done: later lists are re-lists after a gap in the watch.
     listed_once: bool,
 }
@@ -169,12 +172,15 @@ impl DeploymentTap {
         match event {
             watcher::Event::Init => self.listing.clear(),
             watcher::Event::InitApply(d) => {
-                self.listing.insert(key(d), d.clone());
+                self.listing
+                    .insert(key(d), (deployment_state(d), DeploymentVersion::of(d)));
             }
             watcher::Event::InitDone => self.listed(),
             watcher::Event::Apply(d) => {
                 let key = key(d);
-                self.ctx.own_writes.deployment_seen(&key, d);
+                self.ctx
+                    .own_writes
+                    .deployment_seen(&key, &DeploymentVersion::of(d));
                 let before = self.seen.insert(key.clone(), deployment_state(d));
                 self.changed(&key, before.as_ref());
             }
@@ -206,9 +212,9 @@ impl DeploymentTap {
                 self.changed(&key, Some(&before));
             }
         }
-        for (key, deployment) in listing {
-            self.ctx.own_writes.deployment_seen(&key, &deployment);
-            let before = self.seen.insert(key.clone(), deployment_state(&deployment));
+        for (key, (state, version)) in listing {
+            self.ctx.own_writes.deployment_seen(&key, &version);
+            let before = self.seen.insert(key.clone(), state);
             if self.listed_once {
                 self.changed(&key, before.as_ref());
             }
