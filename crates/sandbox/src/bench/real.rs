@@ -25,6 +25,7 @@ mod cpu;
 mod operator_run;
 mod scrape;
 mod server;
+mod writes;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -97,6 +98,10 @@ pub struct RealReport {
     pub writes_per_platform: f64,
     /// Platform changes in the 3 s after convergence (should be 0).
     pub steady_state_writes: usize,
+    /// The Platform changes by what they changed (finalizers, phase from → to, or within a
+    /// phase the dependency count, the message, other status).
+    #[serde(default)]
+    pub writes_by_kind: BTreeMap<String, usize>,
     pub operator_peak_rss_mb: f64,
     pub operator_cpu_seconds: f64,
     pub operator_peak_sockets: usize,
@@ -372,6 +377,7 @@ pub async fn run_real_bench(bench: &RealBench) -> Result<RealReport, RealError> 
         create_ms: ms(run.created_in),
         writes_per_platform: run.writes as f64 / platforms.max(1) as f64,
         steady_state_writes: run.writes_at_rest,
+        writes_by_kind: run.writes_by_kind.clone(),
         operator_peak_rss_mb: run.samples.peak_rss_mb,
         operator_cpu_seconds: run.samples.cpu_seconds,
         operator_peak_sockets: run.samples.peak_sockets,

@@ -21,6 +21,7 @@ use super::cluster::{BENCH_MANAGER, IN_FLIGHT};
 use super::cpu::{CpuWatch, PhaseCpu};
 use super::scrape::{RequestCounts, Scraper};
 use super::server::{self, ServerCounter, ServerCounts};
+use super::writes::WriteKinds;
 use super::{READY_AFTER_ANNOTATION, RealBench, RealError};
 use crate::bench::process::Sampler;
 use crate::bench::{ProcessSamples, apply_all};
@@ -52,6 +53,8 @@ pub(super) struct OperatorRun {
     pub writes: usize,
     /// The changes in the [`AT_REST`] after convergence.
     pub writes_at_rest: usize,
+    /// The changes by what they changed.
+    pub writes_by_kind: std::collections::BTreeMap<String, usize>,
     /// Times the watch had to list again (changes during a gap are not counted).
     pub watch_restarts: usize,
     pub samples: ProcessSamples,
@@ -136,6 +139,12 @@ pub(super) async fn run(
             Ok(None) | Err(_) => break,
         }
     }
+    if converged.is_ok() {
+        say!(
+            "Platform writes by what they changed: {}",
+            tally.kinds.describe()
+        );
+    }
     let requests = scraper.finish().await;
     let samples = sampler.finish().await;
     let _ = child.kill();
@@ -189,6 +198,7 @@ pub(super) async fn run(
             .collect(),
         writes: tally.modified.len(),
         writes_at_rest,
+        writes_by_kind: tally.kinds.counts(),
         watch_restarts: tally.restarts,
         samples,
         requests,
@@ -208,6 +218,7 @@ struct Tally {
     ready: HashMap<String, Instant>,
     /// When each change after the initial list arrived.
     modified: Vec<Instant>,
+    kinds: WriteKinds,
 }
 
 impl Tally {
@@ -218,10 +229,14 @@ impl Tally {
                 self.lists += 1;
                 self.restarts = self.lists - 1;
             }
-            Event::InitApply(platform) => self.note(&platform, now),
+            Event::InitApply(platform) => {
+                self.kinds.listed(&platform);
+                self.note(&platform, now);
+            }
             Event::InitDone => self.listed = true,
             Event::Apply(platform) => {
                 self.modified.push(now);
+                self.kinds.written(&platform);
                 self.note(&platform, now);
             }
             Event::Delete(_) => {}
