@@ -26,6 +26,9 @@ use tokio::sync::Notify;
 use crate::crd::Platform;
 use crate::graph::NodeKey;
 
+mod ranks;
+use ranks::Ranks;
+
 /// How soon a trigger must be served; the most urgent first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Urgency {
@@ -107,15 +110,57 @@ struct Queued {
     since: Instant,
 }
 
-#[derive(Default)]
 struct State {
     queued: HashMap<NodeKey, Queued>,
     order: BTreeSet<(Urgency, u64, NodeKey)>,
+    /// The waiting triggers counted by urgency and age, for what an urgent release overtook.
+    ranks: Ranks,
     /// Handed to the controller and not yet reported finished: when, and whether routine.
     handed: HashMap<NodeKey, (Instant, bool)>,
     next_seq: u64,
     /// The latest urgent releases (not `Change`), oldest first: what went ahead of what.
     urgent: VecDeque<(NodeKey, Release)>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            queued: HashMap::new(),
+            order: BTreeSet::new(),
+            ranks: Ranks::new(Urgency::ALL.len()),
+            handed: HashMap::new(),
+            next_seq: 0,
+            urgent: VecDeque::new(),
+        }
+    }
+}
+
+impl State {
+    /// Queues `platform` at `urgency` with sequence number `seq`.
+    fn enqueue(&mut self, platform: NodeKey, urgency: Urgency, seq: u64) {
+        self.order.insert((urgency, seq, platform));
+        if !self.ranks.fits(seq) {
+            let waiting = self.order.iter().map(|(u, s, _)| (u.index(), *s));
+            self.ranks.rebuild(waiting, self.next_seq);
+        } else {
+            self.ranks.insert(urgency.index(), seq);
+        }
+    }
+
+    /// Takes `platform`'s trigger out of the order.
+    fn dequeue(&mut self, platform: &NodeKey, urgency: Urgency, seq: u64) {
+        self.order.remove(&(urgency, seq, platform.clone()));
+        self.ranks.remove(urgency.index(), seq);
+    }
+
+    /// Less urgent triggers, queued before `seq`, still waiting.
+    fn older_and_less_urgent(&self, urgency: Urgency, seq: u64) -> usize {
+        Urgency::ALL
+            .into_iter()
+            .filter(|u| *u > urgency)
+            .map(|u| self.ranks.before(u.index(), seq))
+            .sum()
+    }
 }
 
 /// Urgent releases kept for inspection.
@@ -163,17 +208,15 @@ impl Triage {
             }
             Some(queued) => {
                 self.metrics.coalesced.inc();
-                state
-                    .order
-                    .remove(&(queued.urgency, queued.seq, platform.clone()));
+                state.dequeue(&platform, queued.urgency, queued.seq);
                 self.metrics.depth_of(queued.urgency).dec();
-                state.order.insert((urgency, queued.seq, platform.clone()));
+                state.enqueue(platform.clone(), urgency, queued.seq);
                 state.queued.insert(platform, Queued { urgency, ..queued });
             }
             None => {
                 let seq = state.next_seq;
                 state.next_seq += 1;
-                state.order.insert((urgency, seq, platform.clone()));
+                state.enqueue(platform.clone(), urgency, seq);
                 state.queued.insert(
                     platform,
                     Queued {
@@ -209,18 +252,9 @@ impl Triage {
         if routine && state.handed.values().filter(|(_, r)| *r).count() >= self.routine_capacity() {
             return None;
         }
-        state.order.remove(&(urgency, seq, platform.clone()));
+        state.dequeue(&platform, urgency, seq);
         let queued = state.queued.remove(&platform)?;
-        // Counted only for the rarer urgent releases: a scan of the queue each.
-        let overtook = if urgency == Urgency::Change {
-            0
-        } else {
-            state
-                .order
-                .iter()
-                .filter(|(u, s, _)| *u > urgency && *s < seq)
-                .count()
-        };
+        let overtook = state.older_and_less_urgent(urgency, seq);
         let release = Release {
             urgency,
             waited: now.duration_since(queued.since),
