@@ -14,14 +14,13 @@ pub(super) struct Ranks {
 }
 
 /// Positions a tree has at least.
-const MIN_SPAN: u64 = 1024;
+const MIN_SPAN: usize = 1024;
 
 impl Ranks {
     pub fn new(levels: usize) -> Self {
-        let span = usize::try_from(MIN_SPAN).unwrap_or(1024);
         Self {
             base: 0,
-            trees: vec![vec![0; span + 1]; levels],
+            trees: vec![vec![0; MIN_SPAN + 1]; levels],
         }
     }
 
@@ -39,8 +38,8 @@ impl Ranks {
             .map(|(_, seq)| seq)
             .min()
             .unwrap_or(next_seq);
-        let span = ((next_seq + 1 - base) * 2).max(MIN_SPAN);
-        let len = usize::try_from(span).unwrap_or(usize::MAX - 1) + 1;
+        let in_use = usize::try_from(next_seq + 1 - base).unwrap_or(usize::MAX / 2);
+        let len = in_use.saturating_mul(2).max(MIN_SPAN).saturating_add(1);
         self.base = base;
         for tree in &mut self.trees {
             tree.clear();
