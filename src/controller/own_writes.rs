@@ -193,8 +193,16 @@ impl OwnWrites {
 
 /// `cached` is an earlier version of the same object than `written`.
 fn is_older(cached: &Deployment, written: &Deployment) -> bool {
-    let same_object = cached.metadata.uid == written.metadata.uid;
-    same_object && cached.metadata.generation < written.metadata.generation
+    older_than(
+        cached.metadata.uid.as_deref(),
+        cached.metadata.generation,
+        written,
+    )
+}
+
+/// The object `uid` at `generation` is `written`, from before it (a lower generation).
+fn older_than(uid: Option<&str>, generation: Option<i64>, written: &Deployment) -> bool {
+    uid == written.metadata.uid.as_deref() && generation < written.metadata.generation
 }
 
 /// Which write of a Deployment an object shows: the object and its generation. All a
@@ -214,9 +222,8 @@ impl DeploymentVersion {
         }
     }
 
-    /// The same object as `written`, from before it (a lower generation).
     fn is_older_than(&self, written: &Deployment) -> bool {
-        self.uid == written.metadata.uid && self.generation < written.metadata.generation
+        older_than(self.uid.as_deref(), self.generation, written)
     }
 }
 
