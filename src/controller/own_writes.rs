@@ -14,7 +14,7 @@
 //! The watch side clears entries once the cache shows the write, and on deletion and re-list,
 //! so the table holds only writes in flight.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -162,9 +162,9 @@ impl OwnWrites {
     /// A list of the Deployments is done: the writes of those it does not show are gone
     /// (deleted during a gap in the watch, no Delete event is delivered for them). A write
     /// made after the list began and dropped here is only applied once more.
-    pub fn deployments_listed(&self, listed: &HashSet<NodeKey>) {
+    pub fn deployments_listed(&self, listed: impl Fn(&NodeKey) -> bool) {
         self.lock().retain(|key, entry| {
-            if !listed.contains(key) {
+            if !listed(key) {
                 entry.deployment = None;
             }
             !entry.is_empty()
@@ -208,7 +208,7 @@ fn older_than(uid: Option<&str>, generation: Option<i64>, written: &Deployment) 
 /// Which write of a Deployment an object shows: the object and its generation. All a
 /// delivered Deployment is compared with a write by, so that a list under way keeps this
 /// much of each Deployment rather than a copy.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug)]
 pub struct DeploymentVersion {
     uid: Option<String>,
     generation: Option<i64>,
@@ -282,7 +282,7 @@ mod tests {
         let kept = NodeKey::new("ns", "kept");
         own.remember_deployment(&key(), deployment("u1", 1));
         own.remember_deployment(&kept, deployment("u2", 1));
-        own.deployments_listed(&HashSet::from([kept.clone()]));
+        own.deployments_listed(|listed| *listed == kept);
         assert!(
             own.deployment(&key(), None).is_none(),
             "deleted during the gap"

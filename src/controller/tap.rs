@@ -199,12 +199,13 @@ impl DeploymentTap {
     /// Deployments it no longer shows included (no Delete event is delivered for them).
     fn listed(&mut self) {
         let listing = std::mem::take(&mut self.listing);
-        let listed: HashSet<NodeKey> = listing.keys().cloned().collect();
-        self.ctx.own_writes.deployments_listed(&listed);
+        self.ctx
+            .own_writes
+            .deployments_listed(|key| listing.contains_key(key));
         let gone: Vec<NodeKey> = self
             .seen
             .keys()
-            .filter(|key| !listed.contains(*key))
+            .filter(|key| !listing.contains_key(*key))
             .cloned()
             .collect();
         for key in gone {

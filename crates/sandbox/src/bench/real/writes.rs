@@ -6,28 +6,33 @@
 use std::collections::{BTreeMap, HashMap};
 
 use kube::ResourceExt;
-use platform_operator::crd::{Phase, Platform};
+use platform_operator::crd::{Phase, Platform, PlatformStatus};
 
 /// What is compared of a Platform from one write to the next.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 struct Seen {
     finalizers: Vec<String>,
-    phase: Option<Phase>,
-    dependencies: Option<String>,
-    message: Option<String>,
-    status: Option<String>,
+    status: Option<PlatformStatus>,
 }
 
 impl Seen {
     fn of(platform: &Platform) -> Self {
-        let status = platform.status.as_ref();
         Self {
             finalizers: platform.finalizers().to_vec(),
-            phase: status.and_then(|s| s.phase),
-            dependencies: status.and_then(|s| s.dependencies.clone()),
-            message: status.and_then(|s| s.message.clone()),
-            status: status.and_then(|s| serde_json::to_string(s).ok()),
+            status: platform.status.clone(),
         }
+    }
+
+    fn phase(&self) -> Option<Phase> {
+        self.status.as_ref().and_then(|s| s.phase)
+    }
+
+    fn dependencies(&self) -> Option<&str> {
+        self.status.as_ref().and_then(|s| s.dependencies.as_deref())
+    }
+
+    fn message(&self) -> Option<&str> {
+        self.status.as_ref().and_then(|s| s.message.as_deref())
     }
 }
 
@@ -76,25 +81,24 @@ fn kind(before: Option<&Seen>, after: &Seen) -> String {
     if before.finalizers != after.finalizers {
         return "finalizers".to_string();
     }
-    if before.phase != after.phase {
-        return format!("{} → {}", phase(before.phase), phase(after.phase));
+    if before.phase() != after.phase() {
+        return format!("{} → {}", phase(before.phase()), phase(after.phase()));
     }
-    let within = if before.dependencies != after.dependencies {
+    let within = if before.dependencies() != after.dependencies() {
         "dependencies"
-    } else if before.message != after.message {
+    } else if before.message() != after.message() {
         "message"
     } else if before.status != after.status {
         "other status"
     } else {
         "nothing in status"
     };
-    format!("{} ({within})", phase(after.phase))
+    format!("{} ({within})", phase(after.phase()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use platform_operator::crd::PlatformStatus;
     use platform_operator::fixtures::platform;
 
     fn version(phase: Option<Phase>, dependencies: &str, message: &str) -> Platform {
